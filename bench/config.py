@@ -1,0 +1,214 @@
+"""The run config: one typed, frozen object that says everything a run depends on.
+
+It is built from defaults, then a YAML file (`--config run.yaml`), then command-line flags, and it
+rejects unknown keys with a did-you-mean. Strategy hyperparameters live under `params:` keyed by
+strategy name and are checked against that strategy's own `Params` dataclass, so a new strategy adds
+its knobs without touching this file:
+
+    tasks: [demo]
+    strategies: [zero_shot, few_shot]
+    model: smollm2-135m
+    seeds: [0, 1]
+    generation: {max_new_tokens: 64}
+    params:
+      few_shot: {k: 3, selection: similar}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from bench.errors import BenchError
+from bench.types import GenParams
+
+DEFAULT_TASKS = ("demo",)
+DEFAULT_STRATEGIES = ("zero_shot", "few_shot", "cot", "self_consistency")
+DEFAULT_MODEL = "smollm2-135m"
+BACKENDS = ("auto", "llama", "hf")
+
+
+@dataclass(frozen=True)
+class Prices:
+    """A price sheet that turns measured costs into money (estimates, marked as such in reports)."""
+
+    gpu_hour: float = 2.0
+    cpu_hour: float = 0.05
+    per_1k_tokens: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    model: str = DEFAULT_MODEL
+    backend: str = "auto"  # auto: llama.cpp for GGUF models, transformers otherwise
+    seeds: tuple[int, ...] = (0,)
+    limit: Optional[int] = None  # first N test items of each task
+    out: str = "results"
+    run_id: Optional[str] = None  # default: derived from the config, so a rerun resumes
+    threads: int = 0  # 0 = one per physical core
+    cache_dir: Optional[str] = None  # default: <out>/.cache
+    generation: GenParams = GenParams()
+    params: tuple[tuple[str, Any], ...] = ()  # (strategy name, its Params instance)
+    prices: Prices = Prices()
+    target_model: Optional[str] = None  # a model to estimate GPU cost for in the report
+
+    # -- access ---------------------------------------------------------------------------------
+    def params_for(self, strategy_name: str, params_cls: type) -> Any:
+        """The Params of one strategy: from the config if given, else the class defaults."""
+        for name, p in self.params:
+            if name == strategy_name:
+                return p
+        return params_cls()
+
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else Path(self.out) / ".cache"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["params"] = {name: dataclasses.asdict(p) for name, p in self.params}
+        return d
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "config") -> "RunConfig":
+        data = dict(data or {})
+        raw_params = data.pop("params", None) or {}
+        cfg = _build(cls, data, where)
+        return cfg.with_params(raw_params, where)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        p = Path(path)
+        if not p.is_file():
+            raise BenchError(f"--config {p}: no such file; pass a YAML run config")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise BenchError(f"{p}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(data, dict):
+            raise BenchError(f"{p}: a run config is a YAML mapping of keys (tasks, strategies, model, ...)")
+        return cls.from_dict(data, where=str(p))
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        raw_params = changes.pop("params", None)
+        cfg = _build(RunConfig, {**_shallow(self), **changes}, "command line")
+        return cfg.with_params(raw_params, "command line") if raw_params is not None else cfg
+
+    def with_params(self, raw: dict, where: str) -> "RunConfig":
+        """Validate `params:` against each strategy's Params dataclass."""
+        from bench.registry import STRATEGIES, load_all
+
+        if not isinstance(raw, dict):
+            raise BenchError(f"{where}: params must map strategy names to their settings")
+        load_all()
+        merged = dict(self.params)
+        for name, values in raw.items():
+            strat = STRATEGIES.get(name)
+            if isinstance(values, dict):
+                values = _build(strat.Params, values, f"{where}: params.{name}")
+            elif not isinstance(values, strat.Params):
+                raise BenchError(f"{where}: params.{name} must be a mapping of settings")
+            check = getattr(values, "validate", None)
+            if check:
+                problem = check()
+                if problem:
+                    raise BenchError(f"{where}: params.{name}: {problem}")
+            merged[name] = values
+        cfg = dataclasses.replace(self, params=tuple(sorted(merged.items())))
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "config") -> None:
+        if not self.tasks:
+            raise BenchError(f"{where}: tasks is empty; name at least one task (see `bench ls tasks`)")
+        if not self.strategies:
+            raise BenchError(f"{where}: strategies is empty; name at least one (see `bench ls strategies`)")
+        if not self.seeds:
+            raise BenchError(f"{where}: seeds is empty; give at least one seed, e.g. --seeds 0")
+        if self.limit is not None and self.limit < 1:
+            raise BenchError(f"{where}: limit must be a positive number of test items, got {self.limit}")
+        if self.backend not in BACKENDS:
+            raise BenchError(f"{where}: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.threads < 0:
+            raise BenchError(f"{where}: threads must be >= 0 (0 = one per core), got {self.threads}")
+        g = self.generation
+        if g.max_new_tokens < 1:
+            raise BenchError(f"{where}: generation.max_new_tokens must be >= 1, got {g.max_new_tokens}")
+        if g.temperature < 0:
+            raise BenchError(f"{where}: generation.temperature must be >= 0, got {g.temperature}")
+        if not 0 < g.top_p <= 1:
+            raise BenchError(f"{where}: generation.top_p must be in (0, 1], got {g.top_p}")
+
+
+def _shallow(obj: Any) -> dict:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    """Build a (nested) frozen dataclass from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise BenchError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            raise BenchError(f"{where}: unknown key {key!r}{hint}")
+        kwargs[key] = _coerce(value, hints[key], f"{where}: {key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return _build(hint, value, where)
+    if origin is tuple:
+        if value is None:
+            return ()
+        if isinstance(value, (str, int, float)):
+            value = [v.strip() for v in value.split(",")] if isinstance(value, str) else [value]
+        if not isinstance(value, (list, tuple)):
+            raise BenchError(f"{where}: expected a list, got {value!r}")
+        if args and args[0] is not Any and args[-1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        return tuple(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise BenchError(f"{where}: expected true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                return hint(value)
+            except (TypeError, ValueError):
+                raise BenchError(f"{where}: expected a number, got {value!r}") from None
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise BenchError(f"{where}: expected a whole number, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)):
+            raise BenchError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value

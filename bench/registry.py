@@ -1,0 +1,72 @@
+"""The three registries of bench: tasks, strategies and metrics.
+
+Each fills when its package is imported (`tasks`, `strategies`, `bench.metrics`). A registry rejects a
+duplicate name and answers an unknown one with the closest matches, so a typo on the command line
+reads `unknown strategy 'few_shoot'; did you mean few_shot?` instead of a KeyError.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+from bench.errors import BenchError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> object mapping with duplicate rejection and did-you-mean lookups."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def add(self, name: str, obj: T) -> T:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._items[name] = obj
+        return obj
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator form: `@STRATEGIES.register("zero_shot")`."""
+
+        def deco(obj: T) -> T:
+            return self.add(name, obj)
+
+        return deco
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise BenchError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(self._items))}"
+        return f"unknown {self.kind} {name!r}{hint} (see `bench ls {self.kind.split()[0]}s`)"
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+TASKS: Registry = Registry("task")
+STRATEGIES: Registry = Registry("strategy")
+METRICS: Registry = Registry("metric")
+
+
+def load_all() -> None:
+    """Import the packages whose import fills the registries."""
+    import bench.metrics  # noqa: F401
+    import strategies  # noqa: F401
+    import tasks  # noqa: F401

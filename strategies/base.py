@@ -1,0 +1,89 @@
+"""The three kinds of strategy and what each must implement.
+
+A run names strategies like `zero_shot`, `rag+cot` or `lora+rag`. Each part belongs to one family:
+
+- prompting (`PromptingStrategy`): turns one example (plus any retrieved passages) into an answer by
+  calling `ctx.generate`; exactly one per arm (zero_shot when none is named);
+- retrieval (`RetrievalStrategy`): builds an index once per cell (`prepare`) and returns passages for
+  each example (`retrieve`); at most one per arm;
+- fine-tuning (`FinetuneStrategy`): trains on the task's train split once per cell (`adapt`) and
+  returns the backend of the adapted model; at most one per arm.
+
+Every strategy declares a frozen `Params` dataclass; the run config's `params.<name>` is checked
+against it, and its values are part of every cache key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
+
+from bench.types import Doc, Example, Prediction
+
+if TYPE_CHECKING:
+    from bench.backends.base import Backend
+    from bench.context import CellContext
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """For strategies without settings."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved piece of text: which document it came from, its rank and score."""
+
+    doc_id: str
+    title: str
+    text: str
+    score: float = 0.0
+    rank: int = 0
+
+
+class Strategy:
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, params: Optional[object] = None):
+        self.params = params if params is not None else self.Params()
+
+
+class PromptingStrategy(Strategy):
+    family = "prompting"
+
+    def prepare(self, ctx: "CellContext") -> None:
+        """Once per cell, before the first example (e.g. embed the exemplar pool)."""
+
+    def predict(self, example: Example, ctx: "CellContext", passages: Sequence[Passage] = ()) -> Prediction:
+        raise NotImplementedError
+
+
+class RetrievalStrategy(Strategy):
+    family = "retrieval"
+
+    def prepare(self, ctx: "CellContext") -> None:
+        """Build (or load from cache) the index over the task's docs; record its cost in ctx."""
+
+    def retrieve(self, example: Example, ctx: "CellContext") -> list[Passage]:
+        raise NotImplementedError
+
+    @staticmethod
+    def corpus(ctx: "CellContext") -> list[Doc]:
+        """The task's docs.jsonl, or its train split as documents when it has none (DESIGN.md)."""
+        if ctx.task.docs:
+            return list(ctx.task.docs)
+        return [Doc(id=e.id, title=e.instruction, text=f"{e.input}\n{e.output}".strip()) for e in ctx.task.train]
+
+
+class FinetuneStrategy(Strategy):
+    family = "finetune"
+
+    def adapt(self, ctx: "CellContext") -> "Backend":
+        """Train (or load the cached adapter), record costs in ctx, and return the adapted model."""
+        raise NotImplementedError
+
+
+FAMILIES = ("finetune", "retrieval", "prompting")
