@@ -102,7 +102,10 @@ class RunConfig:
     def replace(self, **changes: Any) -> "RunConfig":
         raw_params = changes.pop("params", None)
         cfg = _build(RunConfig, {**_shallow(self), **changes}, "command line")
-        return cfg.with_params(raw_params, "command line") if raw_params is not None else cfg
+        if raw_params is not None:
+            return cfg.with_params(raw_params, "command line")
+        cfg.validate("command line")
+        return cfg
 
     def with_params(self, raw: dict, where: str) -> "RunConfig":
         """Validate `params:` against each strategy's Params dataclass."""

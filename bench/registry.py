@@ -45,7 +45,8 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(self._items))}"
-        return f"unknown {self.kind} {name!r}{hint} (see `bench ls {self.kind.split()[0]}s`)"
+        plural = {"strategy": "strategies"}.get(self.kind, self.kind + "s")
+        return f"unknown {self.kind} {name!r}{hint} (see `bench ls {plural}`)"
 
     def names(self) -> list[str]:
         return sorted(self._items)

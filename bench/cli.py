@@ -1,0 +1,174 @@
+"""The `bench` command line: run, report, ls, validate.
+
+    bench run                                   # the default matrix on the built-in demo task
+    bench run --task demo,./my_task --strategy zero_shot,rag+cot --model smollm2-135m --seeds 0,1
+    bench report results/<run_id>
+    bench ls tasks|strategies|metrics|models
+    bench validate ./my_task
+
+Bad input exits with code 2 and one line saying what and where; nothing computed is lost, and the
+same `bench run` resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from bench.errors import BenchError
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes whole numbers separated by commas, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="Fine-tune, retrieve, or just prompt? Measured on your tasks.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run strategies on tasks and write results/<run_id>/")
+    r.add_argument("--task", type=_csv, help="task names or folders, comma-separated (default: demo)")
+    r.add_argument("--strategy", type=_csv, help="strategies, comma-separated; stack with + (rag+cot); 'all' for every one")
+    r.add_argument("--model", help="packaged model name, .gguf file, model folder or HF id (default: smollm2-135m)")
+    r.add_argument("--seeds", type=_seeds, help="seeds, comma-separated (default: 0)")
+    r.add_argument("--limit", type=int, help="only the first N test items of each task")
+    r.add_argument("--out", help="results folder (default: results)")
+    r.add_argument("--config", help="YAML run config; flags override it")
+    r.add_argument("--backend", choices=["auto", "llama", "hf"], help="generation backend (default: auto)")
+    r.add_argument("--threads", type=int, help="CPU threads for the model (default: one per core)")
+    r.add_argument("--run-id", help="name of the run folder (default: derived from the config, so reruns resume)")
+    r.add_argument("--max-new-tokens", type=int, help="decoding budget per answer")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    rep = sub.add_parser("report", help="re-render report.md of a run from stored rows (no model calls)")
+    rep.add_argument("run_dir")
+
+    ls = sub.add_parser("ls", help="list tasks, strategies, metrics or models")
+    ls.add_argument("what", choices=["tasks", "strategies", "metrics", "models"])
+
+    v = sub.add_parser("validate", help="check a task folder and report every problem as file:line: message")
+    v.add_argument("path")
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    from bench.config import RunConfig
+
+    cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    changes = {}
+    for flag, key in (("task", "tasks"), ("strategy", "strategies"), ("model", "model"), ("seeds", "seeds"),
+                      ("limit", "limit"), ("out", "out"), ("backend", "backend"), ("threads", "threads"),
+                      ("run_id", "run_id")):
+        value = getattr(args, flag)
+        if value is not None:
+            changes[key] = value
+    if args.max_new_tokens is not None:
+        from dataclasses import replace
+
+        changes["generation"] = replace(cfg.generation, max_new_tokens=args.max_new_tokens)
+    cfg = cfg.replace(**changes) if changes else cfg
+    cfg.validate("command line")
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.report import summary_rows, write_report
+    from bench.runner import run_grid
+
+    cfg = config_from_args(args)
+    result = run_grid(cfg, progress=not args.no_progress)
+    report = write_report(result.run_dir)
+    print()
+    for task, table in summary_rows(result.rows).items():
+        print(f"{task}  ({table[0]['metric'] if table else '?'}, 95% CI)")
+        for t in table:
+            v = "   –  " if t["value"] is None else f"{t['value']:.3f}"
+            ci = f"[{t['ci_low']:.3f}, {t['ci_high']:.3f}]" if t["ci_low"] is not None else ""
+            lat = f"{t['latency_p50_s']:.2f}s" if t["latency_p50_s"] is not None else "–"
+            print(f"  {t['strategy']:<28} {v} {ci:<16} n={t['n']:<4} failed={t['n_failed']:<3} p50={lat}")
+    print(f"\ncells: {result.cells_total} ({result.cells_reused} reused, {len(result.cells_failed)} failed), "
+          f"model calls: {result.model_calls}")
+    if result.cells_failed:
+        print(f"failed cells (rerun to retry): {', '.join(result.cells_failed)}", file=sys.stderr)
+    print(f"report: {report}")
+    return 1 if result.cells_failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from bench.registry import METRICS, STRATEGIES, TASKS, load_all
+
+    load_all()
+    if args.what == "tasks":
+        print(f"{'name':<16} {'lang':<5} {'kind':<11} {'train':>6} {'test':>6} {'docs':>6}  licence / source")
+        for name in TASKS.names():
+            d = TASKS.get(name).describe()
+            print(f"{name:<16} {d['language']:<5} {d['kind']:<11} {d['train']:>6} {d['test']:>6} {d['docs']:>6}  "
+                  f"{d['license']} / {d['source']}")
+        print("\nAny folder in the DESIGN.md format works too: bench run --task ./my_task")
+    elif args.what == "strategies":
+        for name in STRATEGIES.names():
+            s = STRATEGIES.get(name)
+            print(f"{name:<18} {s.family:<10} {s.description}")
+        print("\nStack with +, at most one per family: lora+rag, rag+cot, lora+few_shot.")
+    elif args.what == "metrics":
+        for name in METRICS.names():
+            m = METRICS.get(name)
+            print(f"{name:<14} reports {', '.join(m.names):<34} {m.description}")
+    else:
+        from bench.models import list_models
+
+        for name, desc in list_models():
+            print(f"{name:<14} {desc}")
+        print("\nAlso accepted: any .gguf file, a local transformers model folder, or a Hugging Face id (org/name).")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bench.taskio import validate_folder
+
+    problems = validate_folder(args.path)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.path}", file=sys.stderr)
+        return 2
+    print(f"{args.path}: ok")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished cells are saved, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""The hyperparameters of every fine-tuning method, with CPU-demo defaults and range checks.
+
+Defaults train a few steps so `bench run` stays laptop-fast; docs/finetuning.md lists the GPU defaults
+for an 8B model (the seeds' QLoRA: r=16, 3 epochs with early stopping). `validate()` returns a one-line
+problem or None; the run config calls it before anything trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+EVAL_BACKENDS = ("gguf", "hf")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+EXPORT_DTYPES = ("f16", "f32", "q8_0")
+
+# Fields that change how a trained model is served, not what is trained: kept out of the adapter key.
+SERVING_FIELDS = ("eval_backend", "export_dtype", "threads")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    max_steps: int = 12  # > 0 caps the optimizer steps (CPU demo); 0 = train `epochs` epochs
+    epochs: float = 3.0  # the seeds' choice; early stopping may use fewer
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 256  # tokens per example (prompt + answer), longer ones are cut
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    scheduler: str = "linear"
+    val_fraction: float = 0.2  # validation slice carved from train with the seed; 0 = none
+    eval_every: int = 4  # optimizer steps between validation passes
+    patience: int = 2  # evaluations without improvement before stopping; 0 = never stop early
+    packing: bool = True  # padding-free packing of whole examples (faster on CPU, same loss)
+    eval_backend: str = "gguf"  # gguf: merged model exported for llama.cpp; hf: the unmerged adapter
+    export_dtype: str = "f16"
+    threads: int = 0  # torch threads for training; 0 = the run's threads (or one per core)
+
+    def validate(self) -> Optional[str]:
+        if self.max_steps < 0:
+            return f"max_steps must be >= 0 (0 = train `epochs` epochs), got {self.max_steps}"
+        if not 0 < self.epochs <= 100:
+            return f"epochs must be in (0, 100], got {self.epochs}"
+        if not 0 < self.learning_rate < 1:
+            return f"learning_rate must be in (0, 1), got {self.learning_rate}"
+        if self.batch_size < 1 or self.grad_accum < 1:
+            return f"batch_size and grad_accum must be >= 1, got {self.batch_size} and {self.grad_accum}"
+        if self.max_length < 8:
+            return f"max_length must be >= 8 tokens, got {self.max_length}"
+        if not 0 <= self.warmup_ratio < 1:
+            return f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"
+        if self.weight_decay < 0:
+            return f"weight_decay must be >= 0, got {self.weight_decay}"
+        if self.scheduler not in SCHEDULERS:
+            return f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"
+        if not 0 <= self.val_fraction < 0.9:
+            return f"val_fraction must be in [0, 0.9), got {self.val_fraction}"
+        if self.eval_every < 1:
+            return f"eval_every must be >= 1 step, got {self.eval_every}"
+        if self.patience < 0:
+            return f"patience must be >= 0 (0 = no early stopping), got {self.patience}"
+        if self.eval_backend not in EVAL_BACKENDS:
+            return f"eval_backend must be gguf or hf, got {self.eval_backend!r}"
+        if self.export_dtype not in EXPORT_DTYPES:
+            return f"export_dtype must be one of {', '.join(EXPORT_DTYPES)}, got {self.export_dtype!r}"
+        if self.threads < 0:
+            return f"threads must be >= 0, got {self.threads}"
+        return None
+
+    def training_dict(self) -> dict:
+        """What goes into the adapter cache key."""
+        return {k: v for k, v in asdict(self).items() if k not in SERVING_FIELDS}
+
+
+@dataclass(frozen=True)
+class LoraParams(TrainParams):
+    r: int = 16  # the seeds' rank
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"  # or a comma list: q_proj,v_proj
+
+    def validate(self) -> Optional[str]:
+        if not 1 <= self.r <= 1024:
+            return f"r must be in [1, 1024], got {self.r}"
+        if self.alpha < 1:
+            return f"alpha must be >= 1, got {self.alpha}"
+        if not 0 <= self.dropout < 1:
+            return f"dropout must be in [0, 1), got {self.dropout}"
+        if not self.target_modules.strip():
+            return "target_modules is empty; use all-linear or a comma list like q_proj,v_proj"
+        return super().validate()
+
+
+@dataclass(frozen=True)
+class QLoraParams(LoraParams):
+    learning_rate: float = 2e-4
+
+
+@dataclass(frozen=True)
+class LoftqParams(LoraParams):
+    loftq_iter: int = 1  # alternating quantize/SVD iterations of the LoftQ initialisation
+
+    def validate(self) -> Optional[str]:
+        if not 1 <= self.loftq_iter <= 10:
+            return f"loftq_iter must be in [1, 10], got {self.loftq_iter}"
+        return super().validate()
+
+
+@dataclass(frozen=True)
+class AdaLoraParams(LoraParams):
+    r: int = 8  # target average rank after pruning
+    init_r: int = 12  # starting rank
+
+    def validate(self) -> Optional[str]:
+        if self.init_r < self.r:
+            return f"init_r ({self.init_r}) must be >= r ({self.r}): AdaLoRA prunes ranks down to r"
+        return super().validate()
+
+
+@dataclass(frozen=True)
+class CptLoraParams(LoraParams):
+    include_sft: bool = True  # also train on the train split (answer-only loss) after the docs
+
+
+@dataclass(frozen=True)
+class IA3Params(TrainParams):
+    learning_rate: float = 3e-3
+
+
+@dataclass(frozen=True)
+class VirtualTokenParams(TrainParams):
+    learning_rate: float = 1e-2
+    num_virtual_tokens: int = 16
+    eval_backend: str = "hf"  # virtual tokens cannot be merged into weights
+
+    def validate(self) -> Optional[str]:
+        if not 1 <= self.num_virtual_tokens <= 512:
+            return f"num_virtual_tokens must be in [1, 512], got {self.num_virtual_tokens}"
+        if self.eval_backend != "hf":
+            return "eval_backend must be hf: prefix and prompt tuning cannot be merged into a GGUF"
+        return super().validate()
+
+
+@dataclass(frozen=True)
+class FullParams(TrainParams):
+    learning_rate: float = 2e-5
+
+
+@dataclass(frozen=True)
+class FreezeParams(TrainParams):
+    learning_rate: float = 5e-5
+    train_top_layers: int = 2  # the top N transformer blocks (and the final norm) train, the rest is frozen
+
+    def validate(self) -> Optional[str]:
+        if self.train_top_layers < 1:
+            return f"train_top_layers must be >= 1, got {self.train_top_layers}"
+        return super().validate()
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]

@@ -1,0 +1,55 @@
+"""Metrics: Unicode ROUGE (Russian must score), SQuAD EM/F1, failures counted not averaged."""
+
+import pytest
+
+from bench.metrics import rouge_f, token_f1
+from bench.scoring import aggregate, score_prediction
+from bench.taskio import load_folder
+from bench.types import Prediction
+from tests.conftest import write_task
+
+
+def test_rouge_scores_cyrillic():
+    ref = "В левой лобной доле определяется очаг размером 5 мм."
+    assert rouge_f(ref, ref, "ru")["rouge1"] == pytest.approx(1.0)
+    partial = rouge_f("В правой лобной доле очагов нет.", ref, "ru")
+    assert 0.2 < partial["rouge1"] < 0.8
+    assert rouge_f("Совсем другой текст про погоду.", ref, "ru")["rouge1"] == 0.0
+    # rouge-score's own tokenizer drops Cyrillic: the reason bench has its own
+    from rouge_score import rouge_scorer
+
+    words_only = "Очаговых изменений не выявлено"
+    assert rouge_scorer.RougeScorer(["rouge1"]).score(words_only, words_only)["rouge1"].fmeasure == 0.0
+    assert rouge_f(words_only, words_only, "ru")["rouge1"] == pytest.approx(1.0)
+
+
+def test_russian_stemming_matches_inflections():
+    assert rouge_f("очаги в лобных долях", "очаг в лобной доле", "ru")["rouge1"] > rouge_f(
+        "очаги в лобных долях", "очаг в лобной доле", "xx")["rouge1"]
+
+
+def test_rouge_lsum_uses_sentences():
+    ref = "The cat sat. The dog ran."
+    pred = "The dog ran. The cat sat."
+    s = rouge_f(pred, ref)
+    assert s["rougeLsum"] == pytest.approx(1.0) and s["rougeL"] < 1.0
+
+
+def test_squad_normalisation():
+    assert token_f1("The Eiffel Tower!", "eiffel tower") == 1.0
+    assert token_f1("Paris, France", "Paris") == pytest.approx(2 / 3)
+    assert token_f1("", "Paris") == 0.0
+
+
+def test_failures_are_counted_not_averaged(tmp_path):
+    task = load_folder(write_task(tmp_path / "t"))
+    exs = list(task.test)
+    preds = [Prediction(exs[0].id, exs[0].output), Prediction(exs[1].id, "wrong"),
+             Prediction(exs[2].id, None, error="boom"), Prediction(exs[3].id, exs[3].output)]
+    per = [score_prediction(p, e, task) for p, e in zip(preds, exs)]
+    assert per[2]["f1"]["value"] is None and "boom" in per[2]["f1"]["reason"]
+    rows = {r["metric"]: r for r in aggregate(task, exs, per)}
+    assert rows["exact_match"]["value"] == pytest.approx(2 / 3)
+    assert rows["exact_match"]["n"] == 3 and rows["exact_match"]["n_failed"] == 1
+    assert rows["f1"]["main"] and not rows["rouge1"]["main"]
+    assert rows["f1"]["ci_low"] <= rows["f1"]["value"] <= rows["f1"]["ci_high"]
