@@ -1,0 +1,172 @@
+"""Benchmark: bench's retrieval path against raw sentence-transformers + FAISS, in the same process.
+
+Measures index build (chunk + embed + index) and one-query-at-a-time search latency over N
+synthetic passages (deterministic, seed 0), first with the plain libraries, then through
+`bench.retrieval.Retriever` (exact IndexFlatIP, MiniLM, fresh cache folder), and prints both, their
+ratio (raw / bench: 1.0 = no overhead; target >= 0.9) and the load average, since the numbers on a
+shared 2-core machine move with it. `--quality` adds recall on the small Russian set
+(benchmarks/ru_facts.py) for each retriever, which is how the non-English default was chosen.
+
+    python benchmarks/retrieval.py                       # 10,000 passages, 200 queries
+    python benchmarks/retrieval.py --passages 2000 --queries 50 --quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.types import Doc  # noqa: E402
+
+SUBJECTS = ["pump", "valve", "freezer hall", "loading dock", "forklift", "compressor", "generator", "conveyor",
+            "alarm panel", "ammonia line", "pallet rack", "door seal", "evaporator", "sensor", "badge reader"]
+PLACES = ["north wing", "south wing", "hall A", "hall B", "hall C", "the roof", "the basement", "dock 4",
+          "the workshop", "the control room", "the yard", "the canteen"]
+VERBS = ["is inspected", "is serviced", "is replaced", "is calibrated", "is cleaned", "is tested", "is logged"]
+PEOPLE = ["Ingrid Solberg", "Mirelle Quandt", "Tor Havik", "Anja Lund", "Piet Marsk", "Oda Brenne", "Kai Strom"]
+WHEN = ["every Monday", "each night shift", "twice a month", "after each delivery", "every spring", "on Fridays"]
+
+
+def synthetic_docs(n: int, seed: int = 0) -> list[Doc]:
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        s, p = rng.choice(SUBJECTS), rng.choice(PLACES)
+        text = (f"The {s} number {i} in {p} {rng.choice(VERBS)} {rng.choice(WHEN)} by {rng.choice(PEOPLE)}. "
+                f"Its rated load is {rng.randint(10, 990)} kilograms and its code is {rng.randint(1000, 9999)}-"
+                f"{rng.choice('ABCDEFGH')}. Faults are reported to {rng.choice(PEOPLE)} in {rng.choice(PLACES)}.")
+        docs.append(Doc(id=f"p{i}", title=f"Asset {i}: {s}", text=text))
+    return docs
+
+
+def queries_for(docs: list[Doc], n: int, seed: int = 1) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    picks = rng.sample(docs, min(n, len(docs)))
+    return [(f"Who services the {d.title.split(': ')[1]} number {d.id[1:]} and how often?", d.id) for d in picks]
+
+
+def load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def raw_path(docs, queries, batch_size: int) -> dict:
+    import faiss
+    from sentence_transformers import SentenceTransformer
+
+    from bench.embeddings import _minilm
+
+    model = SentenceTransformer(str(_minilm()), device="cpu")
+    texts = [f"{d.title}: {d.text}" for d in docs]
+    t0 = time.perf_counter()
+    vecs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False).astype(np.float32)
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    build = time.perf_counter() - t0
+    lat, hits = [], 0
+    for q, gold in queries:
+        t = time.perf_counter()
+        qv = model.encode([q], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        _, ids = index.search(np.asarray(qv, dtype=np.float32), 4)
+        lat.append(time.perf_counter() - t)
+        hits += docs[int(ids[0][0])].id == gold
+    return {"build": build, "p50": pct(lat, 50), "p95": pct(lat, 95), "hit1": hits / len(queries)}
+
+
+def bench_path(docs, queries, batch_size: int) -> dict:
+    from bench.embeddings import load_embedder
+    from bench.retrieval.params import RagParams
+    from bench.retrieval.retriever import Retriever
+
+    load_embedder("all-minilm-l6-v2")  # loading the model is not index work (the raw path loads it too)
+    params = RagParams(retriever="dense", embedder="all-minilm-l6-v2", k=4, batch_size=batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        r, cost = Retriever.open(docs, params, "en", Path(tmp))
+        build = time.perf_counter() - t0
+        assert len(r.chunks) == len(docs), "synthetic passages must fit one chunk each"
+        lat, hits = [], 0
+        for q, gold in queries:
+            t = time.perf_counter()
+            top = r.search(q, 4)
+            lat.append(time.perf_counter() - t)
+            hits += top[0].doc_id == gold
+        t1 = time.perf_counter()
+        Retriever.open(docs, params, "en", Path(tmp))  # second open: from the in-process memo
+        from bench.retrieval import retriever as mod
+
+        mod._LOADED.clear()
+        t2 = time.perf_counter()
+        _, cost2 = Retriever.open(docs, params, "en", Path(tmp))  # from the disk cache
+        t3 = time.perf_counter()
+    return {"build": build, "p50": pct(lat, 50), "p95": pct(lat, 95), "hit1": hits / len(queries),
+            "memo_open": t2 - t1, "disk_open": t3 - t2, "bytes": cost["bytes"], "cached2": cost2["cached"]}
+
+
+def quality() -> None:
+    from benchmarks.ru_facts import DOCS, QUESTIONS
+    from bench.retrieval.metrics import retrieval_outcomes
+    from bench.retrieval.params import RagParams
+    from bench.retrieval.retriever import Retriever
+
+    docs = [Doc(*d) for d in DOCS]
+    print(f"\nRussian set: {len(docs)} docs, {len(QUESTIONS)} questions (title not indexed, to make it harder)")
+    configs = [("dense", "all-minilm-l6-v2", "none"), ("dense", "multilingual-e5-small", "none"),
+               ("bm25", "multilingual-e5-small", "none"), ("bm25", "multilingual-e5-small", "prefix"),
+               ("hybrid", "all-minilm-l6-v2", "prefix"), ("hybrid", "multilingual-e5-small", "none"),
+               ("hybrid", "multilingual-e5-small", "prefix")]
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, emb, stem in configs:
+            p = RagParams(retriever=kind, embedder=emb, stemming=stem, k=3, include_title=False)
+            r, _ = Retriever.open(docs, p, "ru", Path(tmp))
+            recs = [{"example_id": q, "doc_ids": [d], "retrieved": [x.doc_id for x in r.search(t, 3)], "correct": True}
+                    for q, t, d in QUESTIONS]
+            m1, m3 = retrieval_outcomes(recs, 1), retrieval_outcomes(recs, 3)
+            name = f"{kind} ({emb if kind != 'bm25' else 'terms'}, stemming={stem})"
+            print(f"  {name:58s} R@1={m1['recall_at_k']:.3f}  R@3={m3['recall_at_k']:.3f}  MRR@3={m3['mrr']:.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--passages", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--quality", action="store_true", help="also measure recall on the Russian set")
+    args = ap.parse_args()
+    docs = synthetic_docs(args.passages)
+    queries = queries_for(docs, args.queries)
+    print(f"{len(docs)} passages, {len(queries)} queries, MiniLM, IndexFlatIP; torch threads {__import__('torch').get_num_threads()}")
+    print(f"start: {load()}")
+    raw = raw_path(docs, queries, args.batch_size)
+    print(f"raw sentence-transformers + faiss: build {raw['build']:.2f}s  query p50 {raw['p50'] * 1e3:.1f}ms "
+          f"p95 {raw['p95'] * 1e3:.1f}ms  hit@1 {raw['hit1']:.3f}   ({load()})")
+    b = bench_path(docs, queries, args.batch_size)
+    print(f"bench Retriever:                   build {b['build']:.2f}s  query p50 {b['p50'] * 1e3:.1f}ms "
+          f"p95 {b['p95'] * 1e3:.1f}ms  hit@1 {b['hit1']:.3f}   ({load()})")
+    print(f"bench cache: {b['bytes'] / 1e6:.1f} MB on disk; reopen from memory {b['memo_open'] * 1e3:.1f}ms, "
+          f"from disk {b['disk_open']:.2f}s (cached={b['cached2']})")
+    print(f"ratio raw/bench: build {raw['build'] / b['build']:.3f}  query p50 {raw['p50'] / b['p50']:.3f}  "
+          f"p95 {raw['p95'] / b['p95']:.3f}   (target >= 0.9)")
+    if args.quality:
+        quality()
+    print(f"end: {load()}")
+
+
+if __name__ == "__main__":
+    main()
