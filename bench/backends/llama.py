@@ -28,6 +28,34 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def open_llama(path: str, threads: int, n_ctx: int, logits_all: bool = False):
+    """A llama_cpp.Llama with llama.cpp's extra buffer types (CPU repack/AMX) switched off.
+
+    llama-cpp-python 0.3.36 built natively on these Xeons (AVX-512 + AMX) segfaults in the first
+    llama_decode when the extra buffer types are on; the Python constructor has no switch for it, so
+    the default model params are patched for the duration of the load. BENCH_LLAMA_EXTRA_BUFTS=1
+    turns them back on for machines where they work.
+    """
+    from llama_cpp import llama as llama_mod
+
+    lowlevel = llama_mod.llama_cpp
+    original = lowlevel.llama_model_default_params
+    extra = os.environ.get("BENCH_LLAMA_EXTRA_BUFTS", "0") == "1"
+
+    def params():
+        p = original()
+        p.use_extra_bufts = extra
+        return p
+
+    lowlevel.llama_model_default_params = params
+    try:
+        with _quiet_stderr():
+            return llama_mod.Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                                   logits_all=logits_all, verbose=False, seed=0)
+    finally:
+        lowlevel.llama_model_default_params = original
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """llama.cpp prints its load log on fd 2 even with verbose=False; keep the terminal clean."""
@@ -50,17 +78,13 @@ class LlamaBackend(Backend):
 
     def __init__(self, spec: ModelSpec, threads: int = 0, n_ctx: int = 4096, model_id: Optional[str] = None):
         try:
-            from llama_cpp import Llama
+            import llama_cpp  # noqa: F401
         except ImportError:
             raise BenchError("backend llama: llama-cpp-python is not installed; run `pip install -e .`") from None
         if spec.kind != "gguf" or spec.path is None:
             raise BenchError(f"--backend llama needs a GGUF model; {spec.name} is a {spec.kind} model (use --backend hf)")
         self.threads = threads or default_threads()
-        with _quiet_stderr():
-            self.llm = Llama(
-                model_path=str(spec.path), n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
-                logits_all=False, verbose=False, seed=0,
-            )
+        self.llm = open_llama(str(spec.path), self.threads, n_ctx)
         meta = self.llm.metadata or {}
         jinja = meta.get("tokenizer.chat_template") if spec.chat is not False else None
         eos = _token_text(self.llm, self.llm.token_eos())
@@ -106,11 +130,7 @@ class LlamaBackend(Backend):
         full = self.llm.tokenize((context + continuation).encode("utf-8"), add_bos=True, special=True)
         cont = full[len(ctx_toks):] or full[-1:]
         if not hasattr(self, "_scorer"):
-            from llama_cpp import Llama
-
-            with _quiet_stderr():
-                self._scorer = Llama(model_path=str(self.spec.path), n_ctx=self.n_ctx, n_threads=self.threads,
-                                     n_threads_batch=self.threads, logits_all=True, verbose=False)
+            self._scorer = open_llama(str(self.spec.path), self.threads, self.n_ctx, logits_all=True)
         s = self._scorer
         s.reset()
         s.eval(full)
