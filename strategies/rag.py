@@ -63,7 +63,7 @@ class Rag(RetrievalStrategy):
         self._warned_k = False
 
     def prepare(self, ctx) -> None:
-        where = f"task {ctx.task.name}: params.rag"
+        where = f"task {ctx.task.name}"
         self.retriever, cost = Retriever.open(
             self.corpus(ctx), self.params, ctx.task.language,
             cache_dir=ctx.config.resolved_cache_dir() / "indexes", progress=ctx.progress, where=where,

@@ -272,3 +272,39 @@ def test_retrieval_outcomes_counts_the_four_classes():
     assert out["mrr"] == pytest.approx((1 + 0.5 + 0 + 1 + 0) / 5)
     flipped = retrieval_outcomes(records, k=1, correct_fn=lambda r: not r["correct"])
     assert flipped["classes"]["retrieved_wrong"] == 1 and flipped["recall_at_k"] == pytest.approx((1 + 0 + 0 + 0.5) / 5)
+
+
+@slow
+def test_rag_arms_run_through_the_runner(planted_task, tmp_path, fake_gguf):
+    """rag, rag+cot and rag_oracle in a real grid with a scripted model: passages reach the prompt,
+    costs and retrieved ids reach the cell files, and a rerun reuses the cached index."""
+    import json
+
+    from bench.atomic import read_jsonl
+    from bench.retrieval.metrics import records_from_scores
+    from bench.runner import run_grid
+    from tests.fakes import FakeBackend, FakePool
+
+    cfg = RunConfig().replace(tasks=(str(planted_task.path),), strategies=("rag", "rag+cot", "rag_oracle"),
+                              model=str(fake_gguf), out=str(tmp_path / "results"), seeds=(0,),
+                              params={"rag": {"retriever": "dense", "k": 2}})
+    backend = FakeBackend(answer=lambda prompt: "ochre" if "ochre" in prompt else "I don't know")
+    res = run_grid(cfg, progress=False, log=lambda m: None, pool=FakePool(backend))
+    assert not res.cells_failed
+    cells = {p.name: p for p in (res.run_dir / "cells").iterdir()}
+    rag_cell = next(p for n, p in cells.items() if "__rag__" in n)
+    cost = json.loads((rag_cell / "cost.json").read_text())
+    assert cost["index"]["retriever"] == "dense" and cost["retrieval"]["queries"] == len(TEST)
+    scores = read_jsonl(rag_cell / "scores.jsonl")
+    valve = next(s for s in scores if s["example_id"] == "q-valve")
+    assert valve["info"]["retrieved"][0] == "planted" and valve["answer"] == "ochre"
+    out = retrieval_outcomes(records_from_scores(scores, "exact_match"), k=2)
+    assert out["recall_at_k"] == 1.0 and out["classes"]["retrieved_right"] == 1
+    oracle_cell = next(p for n, p in cells.items() if "rag_oracle" in n)
+    assert all(s["info"]["retrieved"] == s["doc_ids"] for s in read_jsonl(oracle_cell / "scores.jsonl"))
+    assert any("Pump room 7" in p for p in backend.prompts)
+
+    retriever_mod._LOADED.clear()
+    again = run_grid(cfg.replace(run_id="second"), progress=False, log=lambda m: None, pool=FakePool(backend))
+    rag2 = next(p for p in (again.run_dir / "cells").iterdir() if "__rag__" in p.name)
+    assert json.loads((rag2 / "cost.json").read_text())["index"]["cached"] is True

@@ -34,6 +34,20 @@ def item_metrics(gold: Iterable[str], retrieved: Iterable[str], k: int) -> dict[
     }
 
 
+def records_from_scores(rows: Iterable[dict], metric: str = "exact_match", threshold: float = 0.5) -> list[dict]:
+    """scores.jsonl rows -> retrieval records; right = the row's `metric` >= threshold (None if unscored)."""
+    out = []
+    for row in rows:
+        value = (row.get("scores") or {}).get(metric)
+        out.append({
+            "example_id": row.get("example_id"),
+            "doc_ids": row.get("doc_ids") or [],
+            "retrieved": (row.get("info") or {}).get("retrieved") or [],
+            "correct": None if value is None or row.get("failed") else value >= threshold,
+        })
+    return out
+
+
 def retrieval_outcomes(
     records: Iterable[dict], k: int, correct_fn: Optional[Callable[[dict], Optional[bool]]] = None
 ) -> dict[str, Any]:

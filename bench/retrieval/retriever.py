@@ -124,6 +124,10 @@ class Retriever:
         t_load = time.perf_counter()
         embedder = load_embedder(emb_name)  # its tokenizer counts the chunk windows
         t0 = time.perf_counter()
+        limit = getattr(embedder, "max_tokens", None)
+        if limit and params.chunk_tokens > limit:
+            log.warning("rag: chunk_tokens=%d exceeds what %s reads (%d tokens); the end of each chunk is not embedded",
+                        params.chunk_tokens, emb_name, limit)
         chunks = chunk_docs(docs, embedder, params.chunk_tokens, params.chunk_overlap)
         if not chunks:
             raise BenchError("rag: the documents produced no text to index; fill the 'text' fields of docs.jsonl")
