@@ -2,7 +2,8 @@
 
     bench run                                   # the default matrix on the built-in demo task
     bench run --task demo,./my_task --strategy zero_shot,rag+cot --model smollm2-135m --seeds 0,1
-    bench report results/<run_id>
+    bench report results/<run_id> [--format md|html|csv]
+    bench estimate --model llama-3-8b --strategy qlora [--seq-len 1024 --batch 2]
     bench ls tasks|strategies|metrics|models
     bench validate ./my_task
 
@@ -54,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="re-render report.md of a run from stored rows (no model calls)")
     rep.add_argument("run_dir")
+    rep.add_argument("--format", default="md", help="md (default), html or csv; report.md and recommendation.json are always written")
+
+    est = sub.add_parser("estimate", help="GPU memory and time to fine-tune a target model (no model is loaded)")
+    est.add_argument("--model", required=True, help="a known name (llama-3-8b, mistral-7b, qwen2.5-7b, llama-65b, ...) or a parameter count (8e9, 8B)")
+    est.add_argument("--strategy", default="qlora", help="lora, qlora or full (default: qlora)")
+    est.add_argument("--seq-len", type=int, default=512, help="tokens per training sequence (default: 512)")
+    est.add_argument("--batch", type=int, default=1, help="sequences per micro-batch (default: 1)")
+    est.add_argument("--rank", type=int, default=16, help="LoRA rank (default: 16, on all linear layers)")
+    est.add_argument("--optimizer", help="adamw, adamw_8bit, paged_adamw, paged_adamw_8bit, sgd (default: adamw; paged_adamw for qlora)")
+    est.add_argument("--gpu", default="a100", help="t4, v100, a10g, l4, a100, a100-40gb, h100, h200, rtx3090, rtx4090 (default: a100)")
+    est.add_argument("--tokens", type=float, help="training tokens in total (examples x epochs x length), for a time estimate")
+    est.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
     ls = sub.add_parser("ls", help="list tasks, strategies, metrics or models")
     ls.add_argument("what", choices=["tasks", "strategies", "metrics", "models"])
@@ -109,7 +122,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
-    print(f"report: {write_report(args.run_dir)}")
+    print(f"report: {write_report(args.run_dir, getattr(args, 'format', 'md'))}")
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.estimate import estimate, render
+
+    e = estimate(args.model, args.strategy, seq_len=args.seq_len, batch=args.batch, rank=args.rank,
+                 optimizer=args.optimizer, gpu=args.gpu, tokens=args.tokens)
+    print(json.dumps(e.to_dict(), indent=2) if args.json else render(e))
     return 0
 
 
@@ -155,7 +179,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate, "estimate": cmd_estimate}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -1,12 +1,14 @@
 """The decision report, rendered from stored results only (no model calls): `bench report RUN_DIR`.
 
-Reads manifest.json, rows.jsonl and cells/*/cost.json; writes report.md. Nothing here computes a
-number that changes a result: aggregation lives with the metrics, costs with the runner.
+`write_report(run_dir, fmt)` reads manifest.json, rows.jsonl and cells/*, analyses every task
+(bench.reporting.analysis), decides (bench.reporting.decide), draws plots/ and writes report.md,
+recommendation.json and, on request, report.html or report.csv. `load_run` and `summary_rows` are the
+small helpers the CLI prints from. Rows load into pandas in one call:
+`pd.read_json(run_dir / 'rows.jsonl', lines=True)`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
@@ -14,43 +16,43 @@ from typing import Optional
 from bench import atomic
 from bench.errors import BenchError
 
+FORMATS = ("md", "html", "csv")
+REFERENCE_VOLUME = 100_000  # queries over which one-off costs are spread when ranking by cost
+
 
 def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
-    run_dir = Path(run_dir)
-    if not (run_dir / "rows.jsonl").is_file():
-        raise BenchError(f"{run_dir}: not a run folder (no rows.jsonl); pass a folder under results/")
-    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
-    return manifest, atomic.read_jsonl(run_dir / "rows.jsonl")
+    """(manifest, rows) of a run folder; BenchError if it is not one."""
+    from bench.reporting.data import load_rows
 
-
-def _fmt(v: Optional[float], digits: int = 3) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
+    return load_rows(run_dir)
 
 
 def summary_rows(rows: list[dict]) -> dict[str, list[dict]]:
     """Per task: one line per strategy with the main metric (mean over seeds) and costs."""
     by_task: dict[str, dict[str, dict]] = defaultdict(dict)
     for r in rows:
+        if r.get("kind") == "probe":
+            continue
         line = by_task[r["task"]].setdefault(r["strategy"], {"strategy": r["strategy"], "seeds": set()})
-        line["seeds"].add(r["seed"])
+        line["seeds"].add(r.get("seed"))
         if r.get("main"):
             line.setdefault("main", []).append(r)
         elif r.get("kind") == "cost":
             line.setdefault(r["metric"], []).append(r["value"])
     out: dict[str, list[dict]] = {}
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     for task, lines in by_task.items():
         table = []
         for line in lines.values():
             mains = line.get("main", [])
-            mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-            vals = [m["value"] for m in mains if m["value"] is not None]
+            vals = [m["value"] for m in mains if m.get("value") is not None]
             table.append({
                 "strategy": line["strategy"],
                 "metric": mains[0]["metric"] if mains else "?",
                 "value": mean(vals),
-                "ci_low": mean([m["ci_low"] for m in mains if m["ci_low"] is not None]),
-                "ci_high": mean([m["ci_high"] for m in mains if m["ci_high"] is not None]),
-                "n": sum(m["n"] for m in mains), "n_failed": sum(m["n_failed"] for m in mains),
+                "ci_low": mean([m["ci_low"] for m in mains if m.get("ci_low") is not None]),
+                "ci_high": mean([m["ci_high"] for m in mains if m.get("ci_high") is not None]),
+                "n": sum(m.get("n") or 0 for m in mains), "n_failed": sum(m.get("n_failed") or 0 for m in mains),
                 "seeds": len(line["seeds"]),
                 "prompt_tokens": mean([v for v in line.get("prompt_tokens_mean", []) if v is not None]),
                 "completion_tokens": mean([v for v in line.get("completion_tokens_mean", []) if v is not None]),
@@ -61,29 +63,60 @@ def summary_rows(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def render_markdown(manifest: dict, rows: list[dict]) -> str:
-    lines = [f"# bench report: {manifest.get('run_id', '?')}", ""]
-    model = manifest.get("model", {})
-    hw = manifest.get("hardware", {})
-    lines.append(f"Model **{model.get('name', '?')}** (sha256 {str(model.get('sha256', ''))[:12]}), "
-                 f"seeds {manifest.get('seeds')}, {hw.get('cpus', '?')} CPUs, load average at start {hw.get('load_avg')}.")
-    lines.append("")
-    for task, table in summary_rows(rows).items():
-        metric = table[0]["metric"] if table else "?"
-        lines += [f"## {task}", "", f"Main metric: **{metric}** (mean over seeds; 95 % bootstrap CI over test items).", "",
-                  "| strategy | " + metric + " | 95 % CI | n | failed | prompt tok/query | completion tok/query | p50 latency (s) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for t in table:
-            ci = f"[{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}]" if t["ci_low"] is not None else "–"
-            lines.append(f"| {t['strategy']} | {_fmt(t['value'])} | {ci} | {t['n']} | {t['n_failed']} | "
-                         f"{_fmt(t['prompt_tokens'], 0)} | {_fmt(t['completion_tokens'], 0)} | {_fmt(t['latency_p50_s'], 2)} |")
-        lines.append("")
-    lines += ["---", f"Rendered by `bench report {manifest.get('run_id', 'RUN_DIR')}` from rows.jsonl; "
-              "load the rows with `pandas.read_json('rows.jsonl', lines=True)`."]
-    return "\n".join(lines) + "\n"
+def target_estimate(manifest: dict, strategies: list[str]) -> Optional[str]:
+    """`bench estimate` text for config.target_model, for the fine-tuning methods of the run (else qlora, lora)."""
+    target = (manifest.get("config") or {}).get("target_model")
+    if not target:
+        return None
+    from bench.estimate import estimate, render
+
+    methods = [m for m in ("qlora", "lora", "full") if any(m in s.split("+") for s in strategies)] or ["qlora", "lora"]
+    try:
+        return "\n\n".join(render(estimate(target, m)) for m in methods)
+    except BenchError as e:
+        return f"target_model {target!r}: {e}"
 
 
-def write_report(run_dir: str | Path) -> Path:
+def build(run_dir: str | Path, volume: float = REFERENCE_VOLUME, plots: bool = True):
+    """Analyse a run: (run, analyses, decisions, plots) — everything the renderers need."""
+    from bench.reporting.analysis import analyse
+    from bench.reporting.data import load
+    from bench.reporting.decide import decide
+    from bench.reporting.plots import all_plots
+
+    run = load(run_dir)
+    analyses = analyse(run, volume)
+    decisions = {a.task: decide(a) for a in analyses}
+    figures = {a.task: all_plots(run, a, run.folder / "plots") for a in analyses} if plots else {}
+    return run, analyses, decisions, figures
+
+
+def _json_safe(d):
+    import math
+
+    if isinstance(d, dict):
+        return {str(k): _json_safe(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_json_safe(v) for v in d]
+    if isinstance(d, float) and not math.isfinite(d):
+        return None
+    return d
+
+
+def write_report(run_dir: str | Path, fmt: str = "md", volume: float = REFERENCE_VOLUME) -> Path:
+    """Write report.md (+ plots/, recommendation.json); with fmt html or csv also that file, returned."""
+    if fmt not in FORMATS:
+        raise BenchError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    from bench.reporting.render import markdown_to_html, render_csv, render_markdown
+
     run_dir = Path(run_dir)
-    manifest, rows = load_run(run_dir)
-    return atomic.write_text(run_dir / "report.md", render_markdown(manifest, rows))
+    run, analyses, decisions, figures = build(run_dir, volume, plots=True)
+    strategies = sorted({s for a in analyses for s in a.results})
+    md = render_markdown(run.manifest, analyses, decisions, figures, target_estimate(run.manifest, strategies), run_dir)
+    md_path = atomic.write_text(run_dir / "report.md", md)
+    atomic.write_json(run_dir / "recommendation.json", _json_safe(decisions))
+    if fmt == "html":
+        return atomic.write_text(run_dir / "report.html", markdown_to_html(md, f"bench report {run_dir.name}"))
+    if fmt == "csv":
+        return atomic.write_text(run_dir / "report.csv", render_csv(analyses, decisions))
+    return md_path

@@ -1,0 +1,305 @@
+"""The numbers behind the report, per task: quality with intervals, paired tests, costs, and diagnostics.
+
+`analyse(run)` turns a loaded run into a `TaskAnalysis` per task: for each strategy its main-metric
+value (mean over seeds), a cluster-bootstrap interval over test items, its cost ledger and estimated
+money; paired comparisons of every strategy against the best one and of every pair; break-even
+volumes; and the diagnostics the decision cites: hallucination on unanswerable items, forgetting
+probes, per-stratum scores, retrieval outcome classes, and rag against rag_oracle. Nothing is drawn
+or written here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from bench import costs as C
+from bench import stats as S
+from bench.reporting.data import RETRIEVAL, Run, base_of, family, parts, task_meta
+
+CORRECT_AT = 0.5  # an answer counts as right for retrieval outcomes when its main score is >= this
+HALLU_RE = re.compile(r"halluc|fabricat|abstain|abstention|refus", re.I)
+
+
+@dataclass
+class StrategyResult:
+    strategy: str
+    family: str
+    metric: str
+    higher_is_better: bool
+    value: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    seed_values: list[float]
+    seed_std: Optional[float]
+    n: int
+    n_failed: int
+    items: dict  # (example_id, seed) -> main score
+    ledger: C.Ledger
+    money: C.Money
+    other: dict = field(default_factory=dict)  # other quality metrics: name -> mean over seeds
+
+    @property
+    def seeds(self) -> int:
+        return len(self.seed_values)
+
+
+@dataclass
+class TaskAnalysis:
+    task: str
+    metric: str
+    higher_is_better: bool
+    results: dict[str, StrategyResult]
+    best: Optional[str]
+    vs_best: dict[str, S.Comparison]
+    pairs: dict[tuple[str, str], S.Comparison]
+    break_even: dict[tuple[str, str], C.BreakEven]
+    hallucination: dict[str, dict]
+    forgetting: dict[str, dict]
+    strata: dict[str, dict[str, dict]]
+    retrieval: dict[str, dict]
+    oracle: list[dict]
+    prices: dict
+    volume: float
+
+    def ordered(self) -> list[StrategyResult]:
+        sign = 1 if self.higher_is_better else -1
+        return sorted(self.results.values(), key=lambda r: -sign * (r.value if r.value is not None else -sign * 1e18))
+
+
+def _main_rows(rows: list[dict], task: str, strategy: str) -> list[dict]:
+    return [r for r in rows if r["task"] == task and r["strategy"] == strategy and r.get("main")
+            and r.get("kind", "quality") == "quality"]
+
+
+def _item_scores(run: Run, task: str, strategy: str, metric: str) -> dict:
+    out = {}
+    for c in run.cells_of(task, strategy):
+        for s in c.scores:
+            v = (s.get("scores") or {}).get(metric)
+            out[(str(s.get("example_id")), c.seed)] = None if v is None else float(v)
+    return out
+
+
+def strategy_result(run: Run, task: str, strategy: str, prices: dict, volume: float) -> Optional[StrategyResult]:
+    mains = _main_rows(run.rows, task, strategy)
+    if not mains:
+        return None
+    metric = mains[0]["metric"]
+    hib = bool(mains[0].get("higher_is_better", True))
+    seed_values = [float(r["value"]) for r in mains if r.get("value") is not None]
+    value, std = S.seed_summary(seed_values)
+    items = _item_scores(run, task, strategy, metric)
+    lo = hi = None
+    if items:
+        by_item: dict[str, list] = {}
+        for (ex, _), v in items.items():
+            by_item.setdefault(ex, []).append(v)
+        _, lo, hi = S.cluster_bootstrap_ci(by_item)
+    if lo is None:  # no per-item scores: fall back to the rows' own intervals, averaged over seeds
+        los = [r["ci_low"] for r in mains if r.get("ci_low") is not None]
+        his = [r["ci_high"] for r in mains if r.get("ci_high") is not None]
+        lo = float(np.mean(los)) if los else None
+        hi = float(np.mean(his)) if his else None
+    ledgers = [C.ledger_from_cost(c.cost, gpu_run=run.gpu, latency_mean_s=c.latency_mean_s)
+               for c in run.cells_of(task, strategy) if c.cost]
+    if not ledgers:  # no cost.json: the cost rows still give latency and tokens
+        led = C.Ledger()
+        for name, attr in (("latency_p50_s", "latency_p50_s"), ("prompt_tokens_mean", "prompt_tokens"),
+                           ("completion_tokens_mean", "completion_tokens")):
+            vals = [r["value"] for r in run.rows if r["task"] == task and r["strategy"] == strategy
+                    and r["metric"] == name and r.get("value") is not None]
+            if vals:
+                setattr(led, attr, float(np.mean(vals)))
+        ledgers = [led]
+    ledger = C.mean_ledger(ledgers)
+    other: dict[str, float] = {}
+    for r in run.rows:
+        if r["task"] == task and r["strategy"] == strategy and r.get("kind", "quality") == "quality" \
+                and not r.get("main") and r.get("value") is not None:
+            other.setdefault(r["metric"], []).append(float(r["value"]))  # type: ignore[arg-type]
+    other = {k: float(np.mean(v)) for k, v in other.items()}  # type: ignore[union-attr]
+    return StrategyResult(strategy, family(strategy), metric, hib, value, lo, hi, seed_values, std,
+                          sum(int(r.get("n") or 0) for r in mains), sum(int(r.get("n_failed") or 0) for r in mains),
+                          items, ledger, C.price(ledger, prices), other)
+
+
+def hallucination(run: Run, task: str, strategy: str) -> dict:
+    """Metric rows about abstention/hallucination, and (when unanswerable items exist) rates from answers."""
+    out: dict[str, Any] = {}
+    for r in run.rows:
+        if r["task"] == task and r["strategy"] == strategy and HALLU_RE.search(r["metric"]) and r.get("value") is not None:
+            out.setdefault("rows", {}).setdefault(r["metric"], []).append(float(r["value"]))
+    if "rows" in out:
+        out["rows"] = {k: float(np.mean(v)) for k, v in out["rows"].items()}
+    recs = [s for c in run.cells_of(task, strategy) for s in c.scores]
+    unans = [s for s in recs if s.get("answerable") is False]
+    if unans:
+        try:
+            from bench.abstention import is_abstention
+        except ImportError:  # pragma: no cover
+            return out
+        meta = task_meta(run.manifest, task)
+        extra = (meta["abstain_phrase"],) if meta.get("abstain_phrase") else ()
+
+        def abstained(ans) -> bool:
+            return is_abstention(ans, meta["language"], extra) or is_abstention(ans, "ru", extra)
+
+        answered = [s for s in unans if s.get("answer") is not None and not abstained(s.get("answer"))]
+        ans_items = [s for s in recs if s.get("answerable") is not False and s.get("answer") is not None]
+        out["unanswerable"] = len(unans)
+        out["hallucination_rate"] = len(answered) / len(unans)
+        out["false_abstention_rate"] = (sum(abstained(s["answer"]) for s in ans_items) / len(ans_items)) if ans_items else None
+    return out
+
+
+def forgetting(run: Run, task: str, strategies: list[str]) -> dict[str, dict]:
+    """Probe rows (kind == 'probe') as deltas of each fine-tuned arm against its base (non-trained) arm.
+
+    Probe rows may carry the domain task's name or a probe's own name in `task`; rows of this task are
+    used when there are any, otherwise every probe row of the run.
+    """
+    probes = [r for r in run.rows if r.get("kind") == "probe" and r.get("value") is not None]
+    mine = [r for r in probes if r["task"] == task] or probes
+    if not mine:
+        return {}
+    table: dict[str, dict[str, list[float]]] = {}
+    for r in mine:
+        table.setdefault(r["strategy"], {}).setdefault(r["metric"], []).append(float(r["value"]))
+    means = {s: {m: float(np.mean(v)) for m, v in d.items()} for s, d in table.items()}
+    bases = [s for s in means if family(s) != "fine-tuning"]
+    out = {}
+    for s in means:
+        if family(s) != "fine-tuning":
+            continue
+        base = base_of(s) if base_of(s) in means else ("zero_shot" if "zero_shot" in means else (bases[0] if bases else None))
+        if base is None:
+            continue
+        deltas = {m: v - means[base][m] for m, v in means[s].items() if m in means[base]}
+        if deltas:
+            out[s] = {"base": base, "deltas": deltas, "mean_delta": float(np.mean(list(deltas.values())))}
+    return out
+
+
+def strata(res: StrategyResult, run: Run, task: str) -> dict[str, dict]:
+    """Main metric per stratum label (e.g. known / unknown) with a bootstrap interval."""
+    groups: dict[str, dict[str, list]] = {}
+    for c in run.cells_of(task, res.strategy):
+        for s in c.scores:
+            st = s.get("stratum")
+            v = (s.get("scores") or {}).get(res.metric)
+            if st is None or v is None:
+                continue
+            groups.setdefault(str(st), {}).setdefault(str(s.get("example_id")), []).append(float(v))
+    out = {}
+    for st, by_item in sorted(groups.items()):
+        mean, lo, hi = S.cluster_bootstrap_ci(by_item)
+        out[st] = {"value": mean, "ci_low": lo, "ci_high": hi, "n": len(by_item)}
+    return out
+
+
+def retrieval(res: StrategyResult, run: Run, task: str) -> Optional[dict]:
+    """recall@k, MRR and the four outcome classes (bench.retrieval.metrics) over every seed's items."""
+    recs = []
+    for c in run.cells_of(task, res.strategy):
+        for s in c.scores:
+            got = (s.get("info") or {}).get("retrieved")
+            if got is None:
+                continue
+            v = (s.get("scores") or {}).get(res.metric)
+            right = None if v is None else (v >= CORRECT_AT if res.higher_is_better else v <= CORRECT_AT)
+            recs.append({"example_id": s.get("example_id"), "doc_ids": s.get("doc_ids") or [], "retrieved": got,
+                         "correct": right})
+    if not recs:
+        return None
+    k = max(len(dict.fromkeys(r["retrieved"])) for r in recs) or 1
+    try:
+        from bench.retrieval.metrics import retrieval_outcomes
+
+        out = retrieval_outcomes(recs, k)
+        out.pop("items", None)
+        return out
+    except ImportError:  # pragma: no cover - the helper's module is absent: count the classes here
+        classes = {"retrieved_right": 0, "retrieved_wrong": 0, "missed_right": 0, "missed_wrong": 0}
+        n = 0
+        for r in recs:
+            if not r["doc_ids"] or r["correct"] is None:
+                continue
+            n += 1
+            hit = bool(set(map(str, r["doc_ids"])) & set(map(str, list(dict.fromkeys(r["retrieved"]))[:k])))
+            classes[("retrieved_" if hit else "missed_") + ("right" if r["correct"] else "wrong")] += 1
+        return {"k": k, "n": n, "classes": classes, "recall_at_k": None, "mrr": None}
+
+
+def compare(a: StrategyResult, b: StrategyResult) -> S.Comparison:
+    """Paired on per-item scores when both have them; else unpaired from the two intervals (normal
+    approximation, p-value unknown), so a run without scores.jsonl still separates clear gaps from ties."""
+    c = S.paired_compare(a.strategy, a.items, b.strategy, b.items)
+    if c.diff is not None or a.value is None or b.value is None:
+        return c
+    diff = a.value - b.value
+    if None in (a.ci_low, a.ci_high, b.ci_low, b.ci_high):
+        return S.Comparison(a.strategy, b.strategy, diff, None, None, None, 0, 0)
+    se = (((a.ci_high - a.ci_low) / 3.92) ** 2 + ((b.ci_high - b.ci_low) / 3.92) ** 2) ** 0.5
+    return S.Comparison(a.strategy, b.strategy, diff, diff - 1.96 * se, diff + 1.96 * se, None, 0, 0)
+
+
+def oracle_pairs(results: dict[str, StrategyResult]) -> list[dict]:
+    """Each rag arm next to the same arm with rag_oracle: retrieval loss vs a reader that can't use context."""
+    out = []
+    for name in results:
+        ps = parts(name)
+        if "rag" not in ps:
+            continue
+        twin = "+".join("rag_oracle" if p == "rag" else p for p in ps)
+        if twin not in results:
+            continue
+        no_ctx = "+".join(p for p in ps if p not in RETRIEVAL) or "zero_shot"
+        cmp = compare(results[twin], results[name])
+        row = {"rag": name, "oracle": twin, "no_context": no_ctx if no_ctx in results else None, "oracle_minus_rag": cmp}
+        if no_ctx in results:
+            row["oracle_minus_no_context"] = compare(results[twin], results[no_ctx])
+        out.append(row)
+    return out
+
+
+def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[TaskAnalysis]:
+    results = {}
+    for s in run.strategies(task):
+        r = strategy_result(run, task, s, prices, volume)
+        if r is not None:
+            results[s] = r
+    if not results:
+        return None
+    first = next(iter(results.values()))
+    hib = first.higher_is_better
+    # rag_oracle arms read the gold documents: a diagnostic ceiling, never a strategy to deploy
+    scored = [r for r in results.values() if r.value is not None and "rag_oracle" not in parts(r.strategy)]
+    best = None
+    if scored:
+        best = (max if hib else min)(scored, key=lambda r: r.value).strategy
+    vs_best, pairs, be = {}, {}, {}
+    names = list(results)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pairs[(a, b)] = compare(results[a], results[b])
+            be[(a, b)] = C.break_even(a, results[a].money, b, results[b].money)
+    if best is not None:
+        for s in names:
+            if s != best and "rag_oracle" not in parts(s):
+                vs_best[s] = compare(results[best], results[s])
+    return TaskAnalysis(
+        task=task, metric=first.metric, higher_is_better=hib, results=results, best=best, vs_best=vs_best, pairs=pairs,
+        break_even=be, hallucination={s: h for s in names if (h := hallucination(run, task, s))},
+        forgetting=forgetting(run, task, names), strata={s: st for s in names if (st := strata(results[s], run, task))},
+        retrieval={s: rt for s in names if (rt := retrieval(results[s], run, task))},
+        oracle=oracle_pairs(results), prices=prices, volume=volume,
+    )
+
+
+def analyse(run: Run, volume: float) -> list[TaskAnalysis]:
+    prices = C.prices_from(run.manifest)
+    return [a for t in run.tasks if (a := analyse_task(run, t, prices, volume)) is not None]
