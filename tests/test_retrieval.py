@@ -132,6 +132,23 @@ def test_index_cache_hits_on_second_run_and_rebuilds_nothing(planted_task, tmp_p
 
 
 @slow
+def test_a_damaged_cached_index_is_rebuilt(planted_task, tmp_path, caplog):
+    import shutil
+
+    ctx = make_ctx(planted_task, tmp_path, {"retriever": "bm25"})
+    rag_for(ctx).prepare(ctx)
+    folder = tmp_path / "cache" / "indexes" / ctx.costs["index"]["key"]
+    shutil.rmtree(folder / "bm25")
+    retriever_mod._LOADED.clear()
+    ctx2 = make_ctx(planted_task, tmp_path, {"retriever": "bm25"})
+    rag = rag_for(ctx2)
+    with caplog.at_level(logging.WARNING):
+        rag.prepare(ctx2)
+    assert "unreadable" in caplog.text and ctx2.costs["index"]["cached"] is False
+    assert rag.retrieve(planted_task.test[0], ctx2)[0].doc_id == "planted"
+
+
+@slow
 def test_russian_query_retrieves_its_russian_passage(tmp_path):
     docs = [{"id": i, "title": t, "text": x} for i, t, x in RU_DOCS]
     wanted = {"q-night", "q-forklift", "q-audit2", "q-temp2", "q-waste2"}

@@ -45,6 +45,9 @@ class IndexCache:
     def has(self, key: str) -> bool:
         return (self.path(key) / META).is_file()
 
+    def discard(self, key: str) -> None:
+        shutil.rmtree(self.path(key), ignore_errors=True)
+
     def write(self, key: str, meta: dict, fill: Callable[[Path], None]) -> Path:
         """Run `fill(tmp_folder)`, add meta.json last, then rename the folder into place."""
         final = self.path(key)

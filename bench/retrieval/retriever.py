@@ -83,8 +83,8 @@ class Retriever:
         mem = _LOADED.get(key)
         if mem is not None:
             r, cached, source = mem.with_params(params), True, "memory"
-        elif cache.has(key):
-            r, cached, source = cls._load(cache.path(key), params, kind, emb_name, key), True, "disk"
+        elif cache.has(key) and (r := cls._try_load(cache, params, kind, emb_name, key)) is not None:
+            cached, source = True, "disk"
         else:
             r, cached, source = cls._build(docs, params, kind, emb_name, stemming, key, cache, parts, progress), False, "built"
         if kind != "bm25" and r.embedder is None:  # queries need it; its load is not index work
@@ -158,6 +158,16 @@ class Retriever:
 
         cache.write(key, meta, fill)
         return cls(kind, params, chunks, key, emb_name, index, bm25, embedder, meta)
+
+    @classmethod
+    def _try_load(cls, cache: IndexCache, params, kind, emb_name, key) -> Optional["Retriever"]:
+        """The cached index, or None (after removing it) when its folder is damaged."""
+        try:
+            return cls._load(cache.path(key), params, kind, emb_name, key)
+        except Exception as e:  # a half-deleted or foreign folder: rebuild rather than fail the cell
+            log.warning("rag: cached index %s is unreadable (%s); rebuilding it", cache.path(key), e)
+            cache.discard(key)
+            return None
 
     @classmethod
     def _load(cls, folder: Path, params, kind, emb_name, key) -> "Retriever":
