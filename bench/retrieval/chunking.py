@@ -30,20 +30,28 @@ class Chunk:
         return f"{self.title}: {self.text}" if include_title and self.title.strip() else self.text
 
 
-def _units(text: str, embedder) -> list[tuple[int, int, int]]:
+def _units(text: str, embedder, counts: dict | None = None) -> list[tuple[int, int, int]]:
     """(start, end, tokens) pieces of `text` in order; a window never splits a piece."""
-    offsets = getattr(embedder, "token_offsets", None)
-    if offsets is not None and getattr(embedder, "tokenizer", None) is not None:
-        return [(s, e, 1) for s, e in offsets(text) if e > s]
+    if _has_offsets(embedder):
+        return [(s, e, 1) for s, e in embedder.token_offsets(text) if e > s]
+    return _word_units(text, embedder, {} if counts is None else counts)
+
+
+def _has_offsets(embedder) -> bool:
+    return getattr(embedder, "token_offsets", None) is not None and getattr(embedder, "tokenizer", None) is not None
+
+
+def _word_units(text: str, embedder, counts: dict) -> list[tuple[int, int, int]]:
     out = []
     for m in _WORDS.finditer(text):
-        out.append((m.start(), m.end(), max(1, embedder.count_tokens(m.group()))))
+        w = m.group()
+        if w not in counts:  # words repeat across a corpus: count each once
+            counts[w] = max(1, embedder.count_tokens(w))
+        out.append((m.start(), m.end(), counts[w]))
     return out
 
 
-def chunk_text(text: str, embedder, window: int, overlap: int) -> list[str]:
-    """Windows of at most `window` tokens; consecutive windows share about `overlap` tokens."""
-    units = _units(text, embedder)
+def _windows(text: str, units: list[tuple[int, int, int]], window: int, overlap: int) -> list[str]:
     if not units:
         return [text.strip()] if text.strip() else []
     if sum(u[2] for u in units) <= window:
@@ -65,9 +73,21 @@ def chunk_text(text: str, embedder, window: int, overlap: int) -> list[str]:
     return [c for c in chunks if c]
 
 
+def chunk_text(text: str, embedder, window: int, overlap: int) -> list[str]:
+    """Windows of at most `window` tokens; consecutive windows share about `overlap` tokens."""
+    return _windows(text, _units(text, embedder), window, overlap)
+
+
 def chunk_docs(docs: Sequence[Doc], embedder, window: int, overlap: int) -> list[Chunk]:
+    texts = [d.text for d in docs]
+    if _has_offsets(embedder):  # one batched call to the (Rust) tokenizer, not one per document
+        enc = embedder.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        units = [[(s, e, 1) for s, e in offs if e > s] for offs in enc["offset_mapping"]]
+    else:
+        counts: dict = {}
+        units = [_word_units(t, embedder, counts) for t in texts]
     out: list[Chunk] = []
-    for d in docs:
-        for i, piece in enumerate(chunk_text(d.text, embedder, window, overlap)):
+    for d, u in zip(docs, units):
+        for i, piece in enumerate(_windows(d.text, u, window, overlap)):
             out.append(Chunk(doc_id=d.id, title=d.title, text=piece, index=i))
     return out
