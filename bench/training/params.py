@@ -32,7 +32,7 @@ class TrainParams:
     val_fraction: float = 0.2  # validation slice carved from train with the seed; 0 = none
     eval_every: int = 4  # optimizer steps between validation passes
     patience: int = 2  # evaluations without improvement before stopping; 0 = never stop early
-    packing: bool = True  # padding-free packing of whole examples (faster on CPU, same loss)
+    padding_free: bool = True  # each batch's examples flattened into one row, no pad tokens (same loss, faster)
     eval_backend: str = "gguf"  # gguf: merged model exported for llama.cpp; hf: the unmerged adapter
     export_dtype: str = "f16"
     threads: int = 0  # torch threads for training; 0 = the run's threads (or one per core)

@@ -7,7 +7,7 @@ validation, early stopping and a loss log, and stores the result atomically unde
 A second call with the same job trains nothing.
 
 CPU choices (measured in benchmarks/training.py): float32 (no bf16 autocast), no gradient
-checkpointing, padding-free packing of whole examples, and a fixed torch thread count.
+checkpointing, padding-free batches (examples flattened into one row), and a fixed torch thread count.
 """
 
 from __future__ import annotations
@@ -231,6 +231,8 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
     trainable, total = count_params(model)
 
     use_val = bool(val_rows)
+    # virtual tokens are prepended inside peft, which a flattened (padding-free) batch cannot take
+    padding_free = p.padding_free and method.name not in ("prefix", "prompt_tuning")
     cfg = SFTConfig(
         output_dir=str(out / "_trainer"),
         per_device_train_batch_size=p.batch_size,
@@ -253,13 +255,13 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
         fp16=False,
         use_cpu=device == "cpu",
         gradient_checkpointing=False,
-        max_length=p.max_length,
-        packing=p.packing,
-        packing_strategy="bfd",
+        max_length=None if padding_free else p.max_length,  # rows are already cut to max_length
+        packing=False,
+        padding_free=padding_free,
         completion_only_loss=True,
         dataset_num_proc=None,
         dataloader_num_workers=0,
-        include_num_input_tokens_seen="all" if p.packing else "non_padding",
+        include_num_input_tokens_seen="all" if padding_free else "non_padding",
         disable_tqdm=not job.progress,
         remove_unused_columns=True,
     )
@@ -293,11 +295,6 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
     model.eval()
     adapter_bytes = save_trained(model, method, out / "adapter")
     rows = log_cb.rows
-    if loss_before is not None:
-        rows.insert(0, {"step": 0, "epoch": 0.0, "eval_loss": round(loss_before, 6)})
-        from bench.atomic import write_jsonl
-
-        write_jsonl(out / LOG_FILE, rows)
     plot_losses(rows, out / PLOT_FILE, title=f"{job.method} on {job.spec.name}")
     train_losses = [r["loss"] for r in rows if "loss" in r]
     eval_losses = [r["eval_loss"] for r in rows if "eval_loss" in r]

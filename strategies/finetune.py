@@ -1,0 +1,161 @@
+"""The fine-tuning family: LoRA, QLoRA, full and the seeds' other methods behind one trainer.
+
+Every strategy here is a small declaration (name, description, Params); the work is shared:
+bench.training trains on the task's train split rendered with the model's own template (answer-only
+loss, seeded validation slice, early stopping, loss log and plot), caches the result by content, and
+`adapt` returns a Backend for evaluation: by default the merged model exported to GGUF and served by
+llama.cpp like every other arm, or (eval_backend: hf) the unmerged adapter through transformers.
+Because adapt() returns a Backend, `lora+rag` and `lora+few_shot` stack with no extra code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import BenchError
+from bench.hashing import sha256_json
+from bench.models import ModelSpec
+from bench.registry import STRATEGIES
+from bench.training import params as P
+from strategies.base import FinetuneStrategy
+
+if TYPE_CHECKING:
+    from bench.backends.base import Backend
+    from bench.context import CellContext
+
+
+class _Finetune(FinetuneStrategy):
+    """Shared adapt(): data -> train (or cache hit) -> costs -> evaluation backend."""
+
+    uses_docs = False
+
+    def job(self, ctx: "CellContext") -> Any:
+        from bench.training.data import doc_records, sft_records, split_train_val
+        from bench.training.trainer import TrainJob
+
+        p = self.params
+        template = self._template(ctx)
+        train, val = split_train_val(ctx.task.train, p.val_fraction, ctx.seed, option=f"{self.name}.val_fraction")
+        records = []
+        if self.uses_docs:
+            docs = list(ctx.task.docs)
+            if not docs:
+                raise BenchError(f"strategy {self.name}: task {ctx.task.name} has no docs.jsonl to pretrain on; use lora")
+            records.extend(doc_records(docs))
+        if not self.uses_docs or getattr(p, "include_sft", True):
+            records.extend(sft_records(ctx.task, train, template))
+        return TrainJob(ctx.model, self.name, p, records, sft_records(ctx.task, val, template), ctx.seed,
+                        ctx.config.resolved_cache_dir(), threads=ctx.config.threads, progress=False)
+
+    def _template(self, ctx: "CellContext") -> Any:
+        """The template the evaluation backend will use (the base backend's, when one is loaded)."""
+        if ctx.backend is not None and getattr(ctx.backend, "template", None) is not None:
+            return ctx.backend.template
+        from transformers import AutoTokenizer
+
+        from bench.backends.hf import template_for
+        from bench.convert import hf_checkpoint
+
+        spec = ctx.model
+        where = spec.hf_id if (spec.kind == "hf" and spec.path is None) else str(hf_checkpoint(spec, ctx.config.resolved_cache_dir()))
+        return template_for(spec, AutoTokenizer.from_pretrained(where))
+
+    def adapt(self, ctx: "CellContext") -> "Backend":
+        from bench.training.trainer import LOG_FILE, PLOT_FILE, train_adapter
+
+        job = self.job(ctx)
+        result = train_adapter(job)
+        if ctx.work_dir is not None:
+            Path(ctx.work_dir).mkdir(parents=True, exist_ok=True)
+            for name in (LOG_FILE, PLOT_FILE):
+                if (result.folder / name).is_file():
+                    shutil.copyfile(result.folder / name, Path(ctx.work_dir) / name)
+        m = result.meta
+        ctx.record_cost(
+            "train", method=self.name, wall_seconds=m["wall_seconds"], train_seconds=m["train_seconds"],
+            peak_rss_mb=m["peak_rss_mb"], peak_cuda_mb=m["peak_cuda_mb"], trainable_params=m["trainable_params"],
+            total_params=m["total_params"], trainable_share=m["trainable_share"], tokens=m["tokens"],
+            tokens_per_second=m["tokens_per_second"], adapter_bytes=m["adapter_bytes"], epochs=m["epochs"],
+            best_epoch=m["best_epoch"], steps=m["steps"], stopped_early=m["stopped_early"], device=m["device"],
+            eval_loss_before=m["eval_loss_before"], eval_loss_best=m["eval_loss_best"], cached=result.cached,
+            adapter_key=job.key,
+        )
+        return self.serve(ctx, job, result)
+
+    def serve(self, ctx: "CellContext", job: Any, result: Any) -> "Backend":
+        from bench.training.methods import get_method
+        from bench.training.weights import load_trained
+
+        p = self.params
+        method = get_method(self.name)
+        cache_dir = ctx.config.resolved_cache_dir()
+        use_gguf = p.eval_backend == "gguf" and method.mergeable and ctx.model.kind == "gguf"
+        t0 = time.perf_counter()
+        if use_gguf:
+            gguf, export_s, exported = merged_gguf(ctx.model, cache_dir, method, result.folder, p.export_dtype)
+            from bench.backends.llama import LlamaBackend
+
+            digest = sha256_json([ctx.model.sha256, job.key, p.export_dtype])
+            spec = ModelSpec(f"{ctx.model.name}+{self.name}", "gguf", path=gguf, sha256=digest, chat=ctx.model.chat,
+                             languages=ctx.model.languages, params_millions=ctx.model.params_millions)
+            backend = LlamaBackend(spec, threads=ctx.config.threads, model_id=digest)
+            ctx.record_cost("serve", backend="llama", gguf=gguf.name, gguf_bytes=gguf.stat().st_size,
+                            export_seconds=round(export_s, 3), exported_now=exported,
+                            load_seconds=round(time.perf_counter() - t0 - export_s, 3))
+            return backend
+        from bench.backends.hf import HFBackend
+
+        model, tok = load_trained(ctx.model, cache_dir, method, result.folder / "adapter", merged=False)
+        backend = HFBackend(ctx.model, cache_dir, threads=ctx.config.threads, model=model, tokenizer=tok,
+                            adapter_hash=job.key)
+        why = "requested" if p.eval_backend == "hf" else ("not mergeable" if not method.mergeable else "no GGUF source")
+        ctx.record_cost("serve", backend="hf", reason=why, load_seconds=round(time.perf_counter() - t0, 3))
+        return backend
+
+
+def merged_gguf(spec: ModelSpec, cache_dir: Path, method: Any, folder: Path, dtype: str) -> tuple[Path, float, bool]:
+    """The merged model as GGUF beside its adapter in the cache (exported once, atomically)."""
+    from bench.convert import export_gguf
+    from bench.training.weights import load_trained
+
+    target = Path(folder) / f"merged-{dtype}.gguf"
+    if target.is_file():
+        return target, 0.0, False
+    t0 = time.perf_counter()
+    model, _ = load_trained(spec, cache_dir, method, Path(folder) / "adapter", merged=True)
+    fd, tmp = tempfile.mkstemp(prefix=".merged.", suffix=".gguf", dir=folder)
+    os.close(fd)
+    try:
+        export_gguf(model, spec.path, tmp, dtype=dtype)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    del model
+    return target, time.perf_counter() - t0, True
+
+
+def _declare(name: str, params: type, description: str, docs: bool = False) -> type:
+    cls = type(name.title().replace("_", ""), (_Finetune,), {
+        "name": name, "description": description, "Params": params, "uses_docs": docs,
+        "__doc__": description, "__module__": __name__,
+    })
+    return STRATEGIES.register(name)(cls)
+
+
+Lora = _declare("lora", P.LoraParams, "LoRA adapters (r=16, all linear layers) on the train split")
+QLora = _declare("qlora", P.QLoraParams, "LoRA on a 4-bit NF4 base with double quantization (the seeds' QLoRA)")
+Full = _declare("full", P.FullParams, "full fine-tuning: every weight trains")
+Dora = _declare("dora", P.LoraParams, "DoRA: LoRA with a learned magnitude per output (weight-decomposed)")
+AdaLora = _declare("adalora", P.AdaLoraParams, "AdaLoRA: LoRA whose ranks are pruned to a budget while training")
+Loftq = _declare("loftq", P.LoftqParams, "LoftQ: LoRA initialised from the SVD of the 4-bit quantization error, on the 4-bit base")
+IA3 = _declare("ia3", P.IA3Params, "IA3: learned scaling vectors on keys, values and the MLP")
+Prefix = _declare("prefix", P.VirtualTokenParams, "prefix tuning: learned key/value prefixes in every layer (served unmerged)")
+PromptTuning = _declare("prompt_tuning", P.VirtualTokenParams, "prompt tuning: learned soft-prompt embeddings (served unmerged)")
+Freeze = _declare("freeze", P.FreezeParams, "layer freezing: only the top N transformer blocks train")
+CptLora = _declare("cpt_lora", P.CptLoraParams, "continued pretraining: LoRA on the task's docs (every token) plus the train split", docs=True)
