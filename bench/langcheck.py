@@ -1,0 +1,86 @@
+"""Can the model work in the task's language at all? A plain-words check for the report.
+
+The packaged SmolLM2 writes no usable Russian: on a Russian task its zero-shot scores sit at the floor
+and its outputs are English or garbage. A report that only shows "ROUGE-L 0.02" hides why, so
+`language_check` measures the share of outputs written in the task's script (Cyrillic for ru,
+Latin for en, ...), and returns a verdict and one sentence the report can print as is. Gemma-3-270M
+(`--model gemma3-270m`) is the packaged multilingual option.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Iterable, Optional
+
+SCRIPTS = {"ru": "CYRILLIC", "uk": "CYRILLIC", "bg": "CYRILLIC", "sr": "CYRILLIC", "kk": "CYRILLIC",
+           "el": "GREEK", "ar": "ARABIC", "he": "HEBREW", "hi": "DEVANAGARI", "zh": "CJK", "ja": "CJK", "ko": "HANGUL"}
+
+
+def script_of(language: str) -> str:
+    return SCRIPTS.get(language[:2].lower(), "LATIN")
+
+
+def _char_script(ch: str) -> Optional[str]:
+    if not ch.isalpha():
+        return None
+    try:
+        name = unicodedata.name(ch)
+    except ValueError:
+        return "OTHER"
+    if name.startswith("CJK") or "HIRAGANA" in name or "KATAKANA" in name:
+        return "CJK"
+    return name.split(" ")[0]
+
+
+def script_share(text: str, script: str) -> Optional[float]:
+    """Share of the letters of `text` that belong to `script` (None when there are no letters)."""
+    letters = [s for s in map(_char_script, text) if s is not None]
+    if not letters:
+        return None
+    return sum(1 for s in letters if s == script) / len(letters)
+
+
+def language_check(task, answers: Iterable[Optional[str]], scores: Optional[Iterable[Optional[float]]] = None,
+                   threshold: float = 0.5, floor: float = 0.05) -> dict:
+    """Share of outputs in the task's script, and a verdict.
+
+    task: a Task (its .language is used) or a language code. answers: the model's outputs (None = failed).
+    scores: optional main-metric values of the same answers, to say "at the floor" when their mean <= floor.
+    Verdicts: "ok" (>= 80 % of outputs in script), "mixed", "wrong_language" (< 20 %), "no_output".
+    """
+    language = getattr(task, "language", task) or "en"
+    name = getattr(task, "name", language)
+    script = script_of(language)
+    answers = list(answers)
+    shares = [script_share(a or "", script) for a in answers]
+    with_letters = [s for s in shares if s is not None]
+    in_script = sum(1 for s in with_letters if s >= threshold)
+    n = len(answers)
+    share = in_script / len(with_letters) if with_letters else None
+    mean_score = None
+    if scores is not None:
+        vals = [v for v in scores if v is not None]
+        mean_score = sum(vals) / len(vals) if vals else None
+    at_floor = mean_score is not None and mean_score <= floor
+    if not with_letters:
+        verdict = "no_output"
+    elif share >= 0.8:
+        verdict = "ok"
+    elif share < 0.2:
+        verdict = "wrong_language"
+    else:
+        verdict = "mixed"
+    if verdict == "ok":
+        msg = f"{name}: {share:.0%} of outputs are in the task's script ({script.lower()})."
+    elif verdict == "no_output":
+        msg = f"{name}: the model produced no text to check."
+    else:
+        msg = (f"{name}: only {share:.0%} of outputs are in {script.lower()} script; the base model cannot work in "
+               f"'{language}', so its scores on this task measure the language gap, not the strategy")
+        if at_floor:
+            msg += f" (mean score {mean_score:.3f}, at the floor)"
+        msg += ". Use a multilingual model (e.g. --model gemma3-270m)."
+    return {"language": language, "script": script, "n": n, "n_with_letters": len(with_letters),
+            "n_empty": n - len(with_letters), "in_script": in_script, "in_script_share": share,
+            "mean_letter_share": sum(with_letters) / len(with_letters) if with_letters else None,
+            "mean_score": mean_score, "at_floor": at_floor, "verdict": verdict, "message": msg}

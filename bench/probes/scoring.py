@@ -1,0 +1,40 @@
+"""Probe scoring with nothing but `backend.loglikelihood(context, continuation)`.
+
+Multiple choice: each option is scored as a continuation of "Question: …\\nAnswer:" and the option
+with the highest log-likelihood per character wins (length-normalised, lm-eval's acc_norm), which
+keeps a small model's bias towards short options out of the number. Perplexity: each chunk of the
+held-out text is scored from an empty context; perplexity = exp(-Σ logp / Σ tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+PROMPT = {"en": "Question: {q}\nAnswer:", "ru": "Вопрос: {q}\nОтвет:"}
+
+
+def mc_item(backend, item: dict, language: str) -> dict:
+    context = PROMPT[language].format(q=item["question"].strip())
+    lls = [backend.loglikelihood(context, " " + str(c).strip()) for c in item["choices"]]
+    norm = [ll / max(1, len(str(c).strip()) + 1) for ll, c in zip(lls, item["choices"])]
+    pred = max(range(len(norm)), key=lambda i: norm[i])
+    gold = int(item["answer"])
+    # margin: gold minus best wrong (normalised); > 0 means correct
+    wrong = max(v for i, v in enumerate(norm) if i != gold)
+    return {"id": item["id"], "correct": float(pred == gold), "pred": pred, "gold": gold,
+            "gold_ll": lls[gold], "margin": norm[gold] - wrong}
+
+
+def perplexity_chunk(backend, item: dict) -> dict:
+    text = item["text"]
+    ll = backend.loglikelihood("", text)
+    n = max(1, backend.count_tokens(text))
+    return {"id": item["id"], "loglik": ll, "tokens": n}
+
+
+def perplexity(chunks: list[dict]) -> Optional[float]:
+    toks = sum(c["tokens"] for c in chunks)
+    if not toks:
+        return None
+    return math.exp(-sum(c["loglik"] for c in chunks) / toks)

@@ -1,0 +1,74 @@
+"""Forgetting probes: the packaged SmolLM2 through llama.cpp gives finite numbers; caching; deltas."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from bench.errors import BenchError
+from bench.probes import probe_delta, resolve, run_probes
+from bench.probes.sets import SETS
+
+
+class ScriptedScorer:
+    """Log-likelihood = minus the length of the continuation: the shortest option always wins."""
+
+    model_id = "scripted"
+
+    def __init__(self):
+        self.calls = 0
+
+    def loglikelihood(self, context, continuation):
+        self.calls += 1
+        return -float(len(continuation))
+
+    def count_tokens(self, text):
+        return max(1, len(text.split()))
+
+
+def test_probe_sets_resolve():
+    sets = resolve("default")
+    assert len(sets["mmlu"]) == 40 and len({i["subject"] for i in sets["mmlu"]}) == 40  # stratified prefix
+    assert len(resolve("large")["mmlu"]) > 200
+    with pytest.raises(BenchError):
+        resolve("huge")
+    with pytest.raises(BenchError):
+        resolve({"mmlu": 0})
+
+
+def test_run_probes_rows_cache_and_delta(tmp_path):
+    scorer = ScriptedScorer()
+    ctx = SimpleNamespace(backend=scorer, config=SimpleNamespace(resolved_cache_dir=lambda: tmp_path))
+    rows = run_probes(ctx, "tiny")
+    assert {r["metric"] for r in rows} == {"probe_mmlu_acc", "probe_tofu_world_facts_acc", "probe_tofu_real_authors_acc",
+                                           "probe_rubq_acc", "probe_perplexity_en_perplexity"}
+    for r in rows:
+        for key in ("metric", "family", "value", "n", "n_failed", "ci_low", "ci_high", "higher_is_better", "main", "kind"):
+            assert key in r
+        assert r["kind"] == "probe" and r["main"] is False
+    calls = scorer.calls
+    again = run_probes(ctx, "tiny")
+    assert scorer.calls == calls and again == rows  # cached by model_id
+    d = probe_delta(rows[0], rows[0])
+    assert d["delta"] == 0.0 and d["ci_low"] == 0.0
+
+
+@pytest.mark.slow
+def test_probes_on_packaged_smollm2(tmp_path):
+    from bench.backends.llama import LlamaBackend
+    from bench.models import resolve_model
+
+    spec = resolve_model("smollm2-135m", tmp_path)
+    backend = LlamaBackend(spec, threads=2)
+    try:
+        rows = run_probes(SimpleNamespace(backend=backend), "tiny", use_cache=False)
+    finally:
+        backend.close()
+    assert len(rows) == len(SETS["tiny"])
+    for r in rows:
+        assert r["n_failed"] == 0, r["metric"]
+        assert r["value"] is not None and math.isfinite(r["value"]), r["metric"]
+    ppl = next(r for r in rows if r["metric"].endswith("perplexity"))
+    assert 1.0 < ppl["value"] < 1000.0
