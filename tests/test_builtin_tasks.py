@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = ["debian_faq", "debian_faq_ru", "facts", "facts_ru", "mri_reports_ru", "pubmedqa", "selfaware"]
 
 TINY_DIGESTS = {  # bench.synth.common.folder_digest of the tiny configurations (generator v1.0)
-    "facts_en": "94098fe21bb1def9cab81fc93253e06b01ee7bb15d4e97b1eda67c0ae93461a4",
+    "facts_en": "41d991623eed81c569967a29cee801c8939cb1c5ea7ae66bba2b82432ea3a6ef",
     "facts_ru": "3d073e0563bf1800258db912d57f4bcbe9b889144e3b2f48f1b8b589dbc5e61d",
     "mri": "42e321614eba03dda460224ee49b14a9089a0348e03079e8154aa9a7e4c3be68",
 }

@@ -217,8 +217,9 @@ def render_docs(cfg: FactsConfig, groups: list[dict], lang: str) -> tuple[list[d
 
 
 def _tidy(text: str) -> str:
-    """"Е. А.." → "Е. А." where an initial ends a sentence."""
-    return re.sub(r"(?<=[A-ZА-Я])\.\.(?!\.)", ".", text)
+    """"Е. А.." → "Е. А." where an initial ends a sentence; English "a"/"an"."""
+    text = re.sub(r"(?<=[A-ZА-Я])\.\.(?!\.)", ".", text)
+    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)  # "a epidemiologist" → "an epidemiologist"
 
 
 def _q(lang: str, rel: str, direction: str, idx: int, ph: dict) -> str:
