@@ -103,3 +103,21 @@ def metrics_by_stratum(records: list[dict], strata: dict[str, str], seed: int = 
             out[st][metric] = {"value": sum(ok) / len(ok) if ok else None, "n": len(ok), "n_failed": len(vals) - len(ok),
                                "ci_low": lo, "ci_high": hi}
     return out
+
+
+def stratum_rows(task: Task, examples: list[Example], per_example: list[dict[str, dict]], strata: dict[str, str],
+                 seed: int = 0) -> list[dict]:
+    """Rows like bench.scoring.aggregate's, one set per stratum (each row gains `stratum`, kind="stratum").
+
+    Uses each metric family's own aggregate, so abstention precision etc. are right within a stratum.
+    """
+    from bench.scoring import aggregate
+
+    rows: list[dict] = []
+    for st in STRATA:
+        idx = [i for i, ex in enumerate(examples) if strata.get(ex.id) == st]
+        if not idx:
+            continue
+        for r in aggregate(task, [examples[i] for i in idx], [per_example[i] for i in idx], seed=seed):
+            rows.append({**r, "stratum": st, "kind": "stratum", "main": False})
+    return rows

@@ -196,3 +196,18 @@ def test_slick_strata_with_a_scripted_model():
     assert {strata[e.id] for e in task.test[:10] if e.answerable} == {"highly_known"}
     by = metrics_by_stratum([{"example_id": k, "scores": {"f1": 1.0}} for k in strata], strata)
     assert sum(v["f1"]["n"] for v in by.values()) == 10
+
+
+def test_stratum_rows_use_family_aggregates():
+    from bench.scoring import score_prediction
+    from bench.strata import stratum_rows
+    from bench.types import Prediction
+
+    task = load_folder(ROOT / "tasks" / "facts")
+    examples = list(task.test[:30])
+    per = [score_prediction(Prediction(e.id, "I don't know" if i % 2 else e.output), e, task) for i, e in enumerate(examples)]
+    strata = {e.id: ("unanswerable" if not e.answerable else ("highly_known" if i < 10 else "unknown"))
+              for i, e in enumerate(examples)}
+    rows = stratum_rows(task, examples, per, strata)
+    assert {r["stratum"] for r in rows} >= {"highly_known", "unknown"}
+    assert all(r["kind"] == "stratum" for r in rows)

@@ -72,3 +72,24 @@ def test_probes_on_packaged_smollm2(tmp_path):
         assert r["value"] is not None and math.isfinite(r["value"]), r["metric"]
     ppl = next(r for r in rows if r["metric"].endswith("perplexity"))
     assert 1.0 < ppl["value"] < 1000.0
+
+
+def test_probe_cell_rows_add_deltas_against_the_base(tmp_path):
+    from bench.probes.hook import probe_cell_rows
+
+    class Shifted(ScriptedScorer):
+        model_id = "adapted"
+
+        def loglikelihood(self, context, continuation):
+            self.calls += 1
+            return -float(len(continuation)) * (1.5 if "Answer" in context else 1.2)
+
+    cfg = SimpleNamespace(resolved_cache_dir=lambda: tmp_path)
+    ctx = SimpleNamespace(backend=Shifted(), config=cfg)
+    rows = probe_cell_rows(ctx, {"task": "t", "strategy": "lora", "model": "m", "seed": 0}, "tiny", base_backend=ScriptedScorer())
+    deltas = [r for r in rows if r["family"] == "probe_delta"]
+    assert len(deltas) == 5 and all(r["task"] == "t" for r in rows)
+    ppl = next(r for r in deltas if "perplexity" in r["metric"])
+    assert ppl["value"] > 0  # lower likelihood -> higher perplexity
+    same = probe_cell_rows(SimpleNamespace(backend=ScriptedScorer(), config=cfg), {}, "tiny", base_backend=ScriptedScorer())
+    assert not [r for r in same if r["family"] == "probe_delta"]
