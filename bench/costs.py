@@ -235,9 +235,12 @@ def break_even(name_a: str, a: Money, name_b: str, b: Money, unit: str = "$") ->
         return BreakEven(name_a, name_b, None, "a_dominates",
                          f"{name_a} is never more expensive than {name_b}: no lower one-off cost or per-query cost to win back")
     if ds >= -eps and dq >= -eps:
+        up = (f"the same up front ({unit}{a.setup:.4g})" if abs(ds) <= eps
+              else f"more up front ({unit}{a.setup:.4g} vs {unit}{b.setup:.4g})")
+        per = "the same per query" if abs(dq) <= eps else "more per query"
         return BreakEven(name_a, name_b, None, "b_dominates",
-                         f"{name_b} is never more expensive than {name_a}: {name_a} costs more up front "
-                         f"({unit}{a.setup:.4g} vs {unit}{b.setup:.4g}) and per query; no volume pays it back")
+                         f"{name_b} is never more expensive than {name_a}: {name_a} costs {up} and {per}; "
+                         "no volume pays it back")
     # opposite signs: the one with the larger setup has the lower per-query cost
     volume = -ds / dq
     hi, lo = (name_a, name_b) if ds > 0 else (name_b, name_a)

@@ -56,6 +56,12 @@ def _diff_text(a: TaskAnalysis, name: str) -> str:
     return f"{-c.diff:+.3f} [{-c.ci_high:+.3f}, {-c.ci_low:+.3f}]{p}"
 
 
+def hallucination_rate(h: dict) -> Optional[float]:
+    """The metric row when the task reports one, else the rate computed from the stored answers."""
+    rows = h.get("rows") or {}
+    return rows.get("hallucination_rate", h.get("hallucination_rate"))
+
+
 def decide(a: TaskAnalysis, floor: float = FLOOR) -> dict[str, Any]:
     """task -> {strategy, reason, ...}: the machine-readable decision (also rendered in the report)."""
     res = a.results
@@ -113,11 +119,15 @@ def decide(a: TaskAnalysis, floor: float = FLOOR) -> dict[str, Any]:
             reason.append(prompting_note)
     # hallucination and forgetting of the recommendation
     h = a.hallucination.get(rec, {})
-    if h.get("hallucination_rate") is not None:
-        reason.append(f"answers {100 * h['hallucination_rate']:.0f} % of {h['unanswerable']} unanswerable items "
-                      f"(hallucination)")
-    for name, v in (h.get("rows") or {}).items():
-        reason.append(f"{name} {v:.3f}")
+    hr = hallucination_rate(h)
+    if hr is not None:
+        others = [f"{s} {hallucination_rate(a.hallucination.get(s, {})):.3f}" for s in contenders
+                  if s != rec and hallucination_rate(a.hallucination.get(s, {})) is not None]
+        reason.append(f"hallucination_rate {hr:.3f} (unanswerable items answered anyway)"
+                      + (f" vs {', '.join(others)}" if others else ""))
+    fa = (h.get("rows") or {}).get("false_abstention", h.get("false_abstention_rate"))
+    if fa is not None:
+        reason.append(f"false abstention {fa:.3f}")
     fg = a.forgetting.get(rec)
     if fg:
         reason.append(f"forgetting: probe delta {fg['mean_delta']:+.3f} vs {fg['base']}")
