@@ -38,7 +38,8 @@ def test_recommendation_and_break_even(run):
     # the weight on cost at which zero_shot (0.2, $0.04/1k) overtakes lora (0.725, $0.07/1k)
     assert rec["flips"]["cost_weight"]["other"] == "zero_shot"
     assert rec["flips"]["cost_weight"]["weight"] == pytest.approx(0.525 / 0.03)
-    assert rec["forgetting"]["mean_delta"] == pytest.approx(-0.05)
+    assert rec["forgetting"]["mean_delta"] == pytest.approx(-0.04)  # the probes' own paired delta row
+    assert rec["forgetting"]["ci"]["arc_easy_acc"] == pytest.approx([-0.12, 0.04])
     assert "hallucination_rate 0.300" in rec["reason"]
     assert rec["basis"] == "estimated"
 
@@ -52,6 +53,13 @@ def test_below_the_break_even_volume_rag_is_recommended(tmp_path):
     assert rec["flips"]["volume"][0]["volume"] == pytest.approx(39_960)
     assert rec["flips"]["quality_margin"]["other"] == "lora"
     assert rec["flips"]["quality_margin"]["margin"] == pytest.approx(0.025)
+
+
+def test_forgetting_from_plain_probe_rows_when_no_delta_rows(tmp_path):
+    root = make_run(tmp_path / "r", tasks=("facts",), delta_rows=False)
+    write_report(root)
+    fg = _rec(root)["facts"]["forgetting"]
+    assert fg["base"] == "zero_shot" and fg["mean_delta"] == pytest.approx(-0.05)
 
 
 def test_floor_task_is_not_informative(run):

@@ -131,7 +131,8 @@ def hallucination(run: Run, task: str, strategy: str) -> dict:
     """Metric rows about abstention/hallucination, and (when unanswerable items exist) rates from answers."""
     out: dict[str, Any] = {}
     for r in run.rows:
-        if r["task"] == task and r["strategy"] == strategy and HALLU_RE.search(r["metric"]) and r.get("value") is not None:
+        if r["task"] == task and r["strategy"] == strategy and HALLU_RE.search(r["metric"]) and r.get("value") is not None \
+                and r.get("kind", "quality") == "quality":
             out.setdefault("rows", {}).setdefault(r["metric"], []).append(float(r["value"]))
     if "rows" in out:
         out["rows"] = {k: float(np.mean(v)) for k, v in out["rows"].items()}
@@ -156,32 +157,66 @@ def hallucination(run: Run, task: str, strategy: str) -> dict:
     return out
 
 
-def forgetting(run: Run, task: str, strategies: list[str]) -> dict[str, dict]:
-    """Probe rows (kind == 'probe') as deltas of each fine-tuned arm against its base (non-trained) arm.
+def _is_delta(r: dict) -> bool:
+    return r.get("family") == "probe_delta" or str(r.get("metric", "")).endswith("_delta")
 
-    Probe rows may carry the domain task's name or a probe's own name in `task`; rows of this task are
-    used when there are any, otherwise every probe row of the run.
+
+def forgetting(run: Run, task: str, strategies: list[str]) -> dict[str, dict]:
+    """Probe results of each fine-tuned arm as deltas against its base (non-trained) arm.
+
+    Prefers the probes' own `<metric>_delta` rows (paired over probe items, with an interval); else
+    differences of the plain probe rows (kind == 'probe') of the arm and its base. Probe rows of this
+    task are used when there are any, otherwise every probe row of the run. `mean_delta` is signed so
+    that negative is forgetting (lower-is-better metrics flipped) and leaves perplexity out of the
+    mean when accuracy-like probes exist (its scale is not comparable).
     """
     probes = [r for r in run.rows if r.get("kind") == "probe" and r.get("value") is not None]
     mine = [r for r in probes if r["task"] == task] or probes
     if not mine:
         return {}
+    out: dict[str, dict] = {}
+    deltas = [r for r in mine if _is_delta(r) and family(r["strategy"]) == "fine-tuning"]
+    for s in dict.fromkeys(r["strategy"] for r in deltas):
+        acc: dict[str, dict[str, list]] = {}
+        for r in deltas:
+            if r["strategy"] != s:
+                continue
+            name = str(r["metric"])[: -len("_delta")] if str(r["metric"]).endswith("_delta") else r["metric"]
+            d = acc.setdefault(name, {"v": [], "lo": [], "hi": [], "hib": bool(r.get("higher_is_better", True))})
+            d["v"].append(float(r["value"]))
+            if r.get("ci_low") is not None and r.get("ci_high") is not None:
+                d["lo"].append(float(r["ci_low"]))
+                d["hi"].append(float(r["ci_high"]))
+        out[s] = _forgetting_entry(base_of(s), {m: (float(np.mean(d["v"])), float(np.mean(d["lo"])) if d["lo"] else None,
+                                                     float(np.mean(d["hi"])) if d["hi"] else None, d["hib"])
+                                                 for m, d in acc.items()})
+    raw = [r for r in mine if not _is_delta(r)]
     table: dict[str, dict[str, list[float]]] = {}
-    for r in mine:
+    hib: dict[str, bool] = {}
+    for r in raw:
         table.setdefault(r["strategy"], {}).setdefault(r["metric"], []).append(float(r["value"]))
+        hib[r["metric"]] = bool(r.get("higher_is_better", True))
     means = {s: {m: float(np.mean(v)) for m, v in d.items()} for s, d in table.items()}
     bases = [s for s in means if family(s) != "fine-tuning"]
-    out = {}
     for s in means:
-        if family(s) != "fine-tuning":
+        if family(s) != "fine-tuning" or s in out:
             continue
         base = base_of(s) if base_of(s) in means else ("zero_shot" if "zero_shot" in means else (bases[0] if bases else None))
         if base is None:
             continue
-        deltas = {m: v - means[base][m] for m, v in means[s].items() if m in means[base]}
-        if deltas:
-            out[s] = {"base": base, "deltas": deltas, "mean_delta": float(np.mean(list(deltas.values())))}
+        ds = {m: (v - means[base][m], None, None, hib[m]) for m, v in means[s].items() if m in means[base]}
+        if ds:
+            out[s] = _forgetting_entry(base, ds)
     return out
+
+
+def _forgetting_entry(base: str, ds: dict[str, tuple]) -> dict:
+    signed = {m: (d if h else -d) for m, (d, _, _, h) in ds.items()}
+    pick = [v for m, v in signed.items() if "perplexity" not in m] or list(signed.values())
+    return {"base": base, "deltas": {m: d for m, (d, _, _, _) in ds.items()},
+            "ci": {m: (lo, hi) for m, (_, lo, hi, _) in ds.items()},
+            "higher_is_better": {m: h for m, (_, _, _, h) in ds.items()},
+            "mean_delta": float(np.mean(pick)) if pick else None}
 
 
 def strata(res: StrategyResult, run: Run, task: str) -> dict[str, dict]:
@@ -198,6 +233,16 @@ def strata(res: StrategyResult, run: Run, task: str) -> dict[str, dict]:
     for st, by_item in sorted(groups.items()):
         mean, lo, hi = S.cluster_bootstrap_ci(by_item)
         out[st] = {"value": mean, "ci_low": lo, "ci_high": hi, "n": len(by_item)}
+    if not out:  # labels only in rows (kind == 'stratum', e.g. SliCK strata): their values, seeds averaged
+        acc: dict[str, list[dict]] = {}
+        for r in run.rows:
+            if r["task"] == task and r["strategy"] == res.strategy and r.get("kind") == "stratum" \
+                    and r.get("metric") == res.metric and r.get("value") is not None and r.get("stratum"):
+                acc.setdefault(str(r["stratum"]), []).append(r)
+        for st, rs in acc.items():
+            mean = lambda k: float(np.mean([x[k] for x in rs])) if all(x.get(k) is not None for x in rs) else None  # noqa: E731
+            out[st] = {"value": mean("value"), "ci_low": mean("ci_low"), "ci_high": mean("ci_high"),
+                       "n": int(np.mean([x.get("n") or 0 for x in rs]))}
     return out
 
 

@@ -129,8 +129,8 @@ def decide(a: TaskAnalysis, floor: float = FLOOR) -> dict[str, Any]:
     if fa is not None:
         reason.append(f"false abstention {fa:.3f}")
     fg = a.forgetting.get(rec)
-    if fg:
-        reason.append(f"forgetting: probe delta {fg['mean_delta']:+.3f} vs {fg['base']}")
+    if fg and fg.get("mean_delta") is not None:
+        reason.append(f"forgetting: probe delta {fg['mean_delta']:+.3f} vs {fg['base']} (negative = forgot)")
 
     flips = flip_conditions(a, rec, contenders)
     return {**out, "strategy": rec, "informative": True, "reason": "; ".join(reason), "family": r.family,

@@ -130,8 +130,13 @@ def render_markdown(manifest: dict, analyses: list[TaskAnalysis], decisions: dic
         if a.forgetting:
             L += ["| fine-tuned arm | base | probe deltas | mean delta |", "|---|---|---|---|"]
             for s, fg in a.forgetting.items():
-                ds = ", ".join(f"{k} {v:+.3f}" for k, v in fg["deltas"].items())
-                L.append(f"| {s} | {fg['base']} | {ds} | {fg['mean_delta']:+.3f} |")
+                ds = ", ".join(f"{k} {v:+.3f}" + (f" [{fg['ci'][k][0]:+.3f}, {fg['ci'][k][1]:+.3f}]"
+                                                   if fg.get("ci", {}).get(k, (None,))[0] is not None else "")
+                               for k, v in fg["deltas"].items())
+                md_ = "–" if fg["mean_delta"] is None else f"{fg['mean_delta']:+.3f}"
+                L.append(f"| {s} | {fg['base']} | {ds} | {md_} |")
+            L.append("\nMean delta: signed so that negative means forgetting (lower-is-better probes flipped; "
+                     "perplexity left out of the mean when accuracy probes exist).")
         else:
             L.append("No forgetting data: no probe rows (kind == 'probe') for a fine-tuned arm and its base.")
         # retrieval
