@@ -49,6 +49,7 @@ class Ledger:
     total_params: Optional[float] = None
     trainable_share: Optional[float] = None
     adapter_bytes: Optional[float] = None
+    train_tokens: Optional[float] = None
     index_bytes: Optional[float] = None
     index_vectors: Optional[float] = None
     wall_seconds: Optional[float] = None
@@ -107,6 +108,7 @@ def ledger_from_cost(cost: Mapping[str, Any], gpu_run: bool = False, latency_mea
         led.peak_cuda_mb = cuda if cuda else None
         for k in ("trainable_params", "total_params", "trainable_share", "adapter_bytes"):
             setattr(led, k, _num(train.get(k)))
+        led.train_tokens = _num(train.get("tokens"))
         if led.trainable_share is None and led.trainable_params and led.total_params:
             led.trainable_share = led.trainable_params / led.total_params
     if index:

@@ -63,18 +63,32 @@ def summary_rows(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def target_estimate(manifest: dict, strategies: list[str]) -> Optional[str]:
-    """`bench estimate` text for config.target_model, for the fine-tuning methods of the run (else qlora, lora)."""
+def target_estimate(manifest: dict, strategies: list[str], train_tokens: Optional[float] = None) -> Optional[str]:
+    """`bench estimate` text for config.target_model, for the fine-tuning methods of the run (else qlora, lora).
+
+    With `train_tokens` (what this run's fine-tunes processed) it adds the GPU time and its estimated
+    price for training the target model on the same data.
+    """
     target = (manifest.get("config") or {}).get("target_model")
     if not target:
         return None
+    from bench.costs import prices_from
     from bench.estimate import estimate, render
 
     methods = [m for m in ("qlora", "lora", "full") if any(m in s.split("+") for s in strategies)] or ["qlora", "lora"]
+    gpu_hour = prices_from(manifest)["gpu_hour"]
+    out = []
     try:
-        return "\n\n".join(render(estimate(target, m)) for m in methods)
+        for m in methods:
+            e = estimate(target, m, tokens=train_tokens)
+            text = render(e)
+            if e.train_hours is not None:
+                text += (f"\n  on this run's {train_tokens:,.0f} training tokens: {e.train_hours:.2f} GPU-hours, "
+                         f"about ${e.train_hours * gpu_hour:.2f} at ${gpu_hour}/GPU-hour (estimated)")
+            out.append(text)
     except BenchError as e:
         return f"target_model {target!r}: {e}"
+    return "\n\n".join(out)
 
 
 def build(run_dir: str | Path, volume: float = REFERENCE_VOLUME, plots: bool = True):
@@ -103,16 +117,21 @@ def _json_safe(d):
     return d
 
 
-def write_report(run_dir: str | Path, fmt: str = "md", volume: float = REFERENCE_VOLUME) -> Path:
-    """Write report.md (+ plots/, recommendation.json); with fmt html or csv also that file, returned."""
+def write_report(run_dir: str | Path, fmt: str = "md", volume: float = REFERENCE_VOLUME, plots: bool = True) -> Path:
+    """Write report.md (+ plots/, recommendation.json); with fmt html or csv also that file, returned.
+
+    plots=False skips drawing (each figure's place says so); the numbers are the same.
+    """
     if fmt not in FORMATS:
         raise BenchError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     from bench.reporting.render import markdown_to_html, render_csv, render_markdown
 
     run_dir = Path(run_dir)
-    run, analyses, decisions, figures = build(run_dir, volume, plots=True)
+    run, analyses, decisions, figures = build(run_dir, volume, plots=plots)
     strategies = sorted({s for a in analyses for s in a.results})
-    md = render_markdown(run.manifest, analyses, decisions, figures, target_estimate(run.manifest, strategies), run_dir)
+    tokens = [r.ledger.train_tokens for a in analyses for r in a.results.values() if r.ledger.train_tokens]
+    estimate_text = target_estimate(run.manifest, strategies, max(tokens) if tokens else None)
+    md = render_markdown(run.manifest, analyses, decisions, figures, estimate_text, run_dir)
     md_path = atomic.write_text(run_dir / "report.md", md)
     atomic.write_json(run_dir / "recommendation.json", _json_safe(decisions))
     if fmt == "html":

@@ -164,6 +164,8 @@ def render_markdown(manifest: dict, analyses: list[TaskAnalysis], decisions: dic
                          if st in d else "–" for st in labels]
                 L.append(f"| {s} | " + " | ".join(cells) + " |")
         L += ["", "### Plots", ""]
+        if a.task not in plots:
+            L.append("- plots were not drawn for this rendering (plots=False).")
         for name, (path, note) in plots.get(a.task, {}).items():
             if path is not None:
                 rel = Path(path).relative_to(run_dir).as_posix()
