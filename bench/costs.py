@@ -36,6 +36,7 @@ class Ledger:
     latency_p95_s: Optional[float] = None
     latency_mean_s: Optional[float] = None
     retrieval_p50_s: Optional[float] = None
+    retrieval_mean_s: Optional[float] = None
     prompt_tokens: Optional[float] = None
     completion_tokens: Optional[float] = None
     samples_per_query: Optional[float] = None
@@ -61,11 +62,12 @@ class Ledger:
 
     @property
     def query_seconds(self) -> Optional[float]:
-        """Seconds of compute per query: mean generation latency (else p50) plus retrieval."""
+        """Seconds of compute per query: mean generation latency (else p50) plus mean (else p50) retrieval."""
         gen = self.latency_mean_s if self.latency_mean_s is not None else self.latency_p50_s
         if gen is None:
             return None
-        return gen + (self.retrieval_p50_s or 0.0)
+        ret = self.retrieval_mean_s if self.retrieval_mean_s is not None else self.retrieval_p50_s
+        return gen + (ret or 0.0)
 
     @property
     def tokens_per_query(self) -> Optional[float]:
@@ -121,6 +123,7 @@ def ledger_from_cost(cost: Mapping[str, Any], gpu_run: bool = False, latency_mea
     led.latency_p95_s = _num(pq.get("latency_p95_s"))
     led.latency_mean_s = _num(latency_mean_s) if latency_mean_s is not None else _num(pq.get("latency_mean_s"))
     led.retrieval_p50_s = _num(retrieval.get("p50_seconds"))
+    led.retrieval_mean_s = _num(retrieval.get("mean_seconds"))
     led.prompt_tokens = _num(pq.get("prompt_tokens_mean"))
     led.completion_tokens = _num(pq.get("completion_tokens_mean"))
     led.samples_per_query = _num(pq.get("samples_per_query"))

@@ -40,7 +40,7 @@ class StrategyResult:
     items: dict  # (example_id, seed) -> main score
     ledger: C.Ledger
     money: C.Money
-    other: dict = field(default_factory=dict)  # other quality metrics: name -> mean over seeds
+    other: dict = field(default_factory=dict)  # every quality metric: name -> {value, ci_low, ci_high} over seeds
 
     @property
     def seeds(self) -> int:
@@ -116,12 +116,18 @@ def strategy_result(run: Run, task: str, strategy: str, prices: dict, volume: fl
                 setattr(led, attr, float(np.mean(vals)))
         ledgers = [led]
     ledger = C.mean_ledger(ledgers)
-    other: dict[str, float] = {}
-    for r in run.rows:
+    acc: dict[str, list[dict]] = {}
+    for r in run.rows:  # every quality metric (main included): value and the runner's interval, seeds averaged
         if r["task"] == task and r["strategy"] == strategy and r.get("kind", "quality") == "quality" \
-                and not r.get("main") and r.get("value") is not None:
-            other.setdefault(r["metric"], []).append(float(r["value"]))  # type: ignore[arg-type]
-    other = {k: float(np.mean(v)) for k, v in other.items()}  # type: ignore[union-attr]
+                and r.get("value") is not None:
+            acc.setdefault(r["metric"], []).append(r)
+    other = {}
+    for k, rs in acc.items():
+        los = [x["ci_low"] for x in rs if x.get("ci_low") is not None]
+        his = [x["ci_high"] for x in rs if x.get("ci_high") is not None]
+        other[k] = {"value": float(np.mean([x["value"] for x in rs])), "ci_low": float(np.mean(los)) if los else None,
+                    "ci_high": float(np.mean(his)) if his else None,
+                    "higher_is_better": bool(rs[0].get("higher_is_better", True))}
     return StrategyResult(strategy, family(strategy), metric, hib, value, lo, hi, seed_values, std,
                           sum(int(r.get("n") or 0) for r in mains), sum(int(r.get("n_failed") or 0) for r in mains),
                           items, ledger, C.price(ledger, prices), other)

@@ -42,6 +42,13 @@ def _s(v: float) -> str:
     return "0.000" if abs(v) < 5e-4 else f"{v:+.3f}"
 
 
+def _hib(a: TaskAnalysis, metric: str) -> bool:
+    for r in a.results.values():
+        if metric in r.other:
+            return bool(r.other[metric].get("higher_is_better", True))
+    return True
+
+
 def _verdict(a: TaskAnalysis, s: str) -> str:
     if s == a.best:
         return "**best**"
@@ -90,6 +97,18 @@ def render_markdown(manifest: dict, analyses: list[TaskAnalysis], decisions: dic
             sd = f"{r.seeds}" + (f" ({r.seed_std:.3f})" if r.seed_std is not None else "")
             L.append(f"| {r.strategy} | {r.family} | {_f(r.value)} | [{_f(r.ci_low)}, {_f(r.ci_high)}] | {sd} | {diff} | "
                      f"{p} | {_verdict(a, r.strategy)} | {r.n} | {r.n_failed} |")
+        names = list(dict.fromkeys(m for r in a.ordered() for m in r.other))
+        if len(names) > 1:
+            L += ["", "### Every metric", "", "Mean over seeds; 95 % bootstrap interval over test items (per seed, averaged).", "",
+                  "| strategy | " + " | ".join(f"{m} {'↑' if _hib(a, m) else '↓'}" for m in names) + " |",
+                  "|---|" + "---|" * len(names)]
+            for r in a.ordered():
+                cells = []
+                for m in names:
+                    o = r.other.get(m)
+                    ci = f" [{_f(o['ci_low'])}, {_f(o['ci_high'])}]" if o and o["ci_low"] is not None else ""
+                    cells.append("–" if o is None else f"{_f(o['value'])}{ci}")
+                L.append(f"| {r.strategy} | " + " | ".join(cells) + " |")
         L += ["", "### Cost ledger", "",
               "| strategy | setup s (train / index / prep) | train device | s per query (p50 / p95) | prompt tok | "
               "completion tok | samples/query | peak RSS MB | peak CUDA MB | trainable params | adapter | index | "
