@@ -203,7 +203,7 @@ def derive_selfaware(shared: Path) -> None:
             r["output"] = abstain
         return r
 
-    test = [row(e) for e in un[:50] + an[:50]]
+    test = [row(e) for pair in zip(an[:50], un[:50]) for e in pair]  # alternating: any prefix is balanced
     train = [row(e) for e in un[50:70] + an[50:90]]
     folder = TASKS / "selfaware"
     folder.mkdir(parents=True, exist_ok=True)

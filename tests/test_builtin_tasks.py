@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = ["debian_faq", "debian_faq_ru", "facts", "facts_ru", "mri_reports_ru", "pubmedqa", "selfaware"]
 
 TINY_DIGESTS = {  # bench.synth.common.folder_digest of the tiny configurations (generator v1.0)
-    "facts_en": "41d991623eed81c569967a29cee801c8939cb1c5ea7ae66bba2b82432ea3a6ef",
-    "facts_ru": "3d073e0563bf1800258db912d57f4bcbe9b889144e3b2f48f1b8b589dbc5e61d",
+    "facts_en": "cc473f3b0052adbb5e92428dae9f1d68440b2addd121bada322e9f67b72caa1e",
+    "facts_ru": "30bea6c669b45ed8903e7cbaf86729b6669412fd9a329c33105217b9fe84d1b1",
     "mri": "42e321614eba03dda460224ee49b14a9089a0348e03079e8154aa9a7e4c3be68",
 }
 
@@ -94,6 +94,8 @@ def test_facts_structure():
     # EN and RU render the same graph: same item ids up to the language prefix
     ru = load_folder(ROOT / "tasks" / "facts_ru")
     assert [e.id[3:] for e in ru.test] == [e.id[3:] for e in test]
+    # any prefix mixes answerable and unanswerable items (bench run --limit)
+    assert any(not e.answerable for e in test[:5]) and any(e.answerable for e in test[:5])
 
 
 def test_corrupted_generated_file_is_refused(tmp_path):

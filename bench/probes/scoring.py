@@ -1,6 +1,7 @@
 """Probe scoring with nothing but `backend.loglikelihood(context, continuation)`.
 
-Multiple choice: each option is scored as a continuation of "Question: …\\nAnswer:" and the option
+Multiple choice: each option is scored (through `backend.loglikelihood_choices(context, options)`
+when a backend offers it, which evaluates the shared context once; otherwise one call per option) as a continuation of "Question: …\\nAnswer:" and the option
 with the highest log-likelihood per character wins (length-normalised, lm-eval's acc_norm), which
 keeps a small model's bias towards short options out of the number. Perplexity: each chunk of the
 held-out text is scored from an empty context; perplexity = exp(-Σ logp / Σ tokens).
@@ -16,7 +17,9 @@ PROMPT = {"en": "Question: {q}\nAnswer:", "ru": "Вопрос: {q}\nОтвет:"
 
 def mc_item(backend, item: dict, language: str) -> dict:
     context = PROMPT[language].format(q=item["question"].strip())
-    lls = [backend.loglikelihood(context, " " + str(c).strip()) for c in item["choices"]]
+    conts = [" " + str(c).strip() for c in item["choices"]]
+    many = getattr(backend, "loglikelihood_choices", None)  # optional fast path: the context evaluated once
+    lls = list(many(context, conts)) if callable(many) else [backend.loglikelihood(context, c) for c in conts]
     norm = [ll / max(1, len(str(c).strip()) + 1) for ll, c in zip(lls, item["choices"])]
     pred = max(range(len(norm)), key=lambda i: norm[i])
     gold = int(item["answer"])

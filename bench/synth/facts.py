@@ -293,7 +293,33 @@ def questions(cfg: FactsConfig, groups: list[dict], ghosts: list, by_entity: dic
             key = ents["clinic" if kind == "premise_clinic" else "drug"].key
             item(split, f"{lang}-{key}-{kind}", _q(lang, kind, "fwd", i % 2, ph), abstain, list(by_entity[key]),
                  answerable=False, unanswerable="false_premise", relation=kind)
-    return train, test
+    return _interleave(cfg, train, "train"), _interleave(cfg, test, "test")
+
+
+def _interleave(cfg: FactsConfig, rows: list[dict], split: str) -> list[dict]:
+    """Shuffle answerable items across groups and spread the unanswerable ones evenly (kinds in turn),
+    so that any prefix (`bench run --limit N`) is a fair mix of relations, entities and unanswerables."""
+    key = lambda r: stream(cfg.seed, f"order:{split}", r["id"].split("-", 1)[1]).random()  # noqa: E731 (same order in every language)
+    ans = sorted((r for r in rows if r.get("answerable", True)), key=key)
+    kinds: dict[str, list[dict]] = {}
+    for r in sorted((r for r in rows if not r.get("answerable", True)), key=key):
+        kinds.setdefault(r["unanswerable"], []).append(r)
+    un = []
+    while any(kinds.values()):
+        for k in sorted(kinds):
+            if kinds[k]:
+                un.append(kinds[k].pop(0))
+    if not un:
+        return ans
+    step = max(1, (len(ans) + len(un)) // len(un))
+    out, ai = [], 0
+    for i, u in enumerate(un):
+        take = step - 1 if i else min(2, len(ans))
+        out.extend(ans[ai: ai + take])
+        ai += take
+        out.append(u)
+    out.extend(ans[ai:])
+    return out
 
 
 def task_meta(cfg: FactsConfig, lang: str, name: str) -> dict:
