@@ -50,7 +50,7 @@ def _diff_text(a: TaskAnalysis, name: str) -> str:
     c = a.vs_best.get(name)
     if c is None or c.diff is None:
         return "no paired items"
-    p = f", p={c.p_value:.3f}" if c.p_value is not None else ""
+    p = f", p{'' if pval(c.p_value).startswith('<') else '='}{pval(c.p_value)}" if c.p_value is not None else ""
     if c.ci_low is None:
         return f"{-c.diff:+.3f}, no interval{p}"
     return f"{-c.diff:+.3f} [{-c.ci_high:+.3f}, {-c.ci_low:+.3f}]{p}"
@@ -60,6 +60,10 @@ def hallucination_rate(h: dict) -> Optional[float]:
     """The metric row when the task reports one, else the rate computed from the stored answers."""
     rows = h.get("rows") or {}
     return rows.get("hallucination_rate", h.get("hallucination_rate"))
+
+
+def pval(p: Optional[float]) -> str:
+    return "–" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def decide(a: TaskAnalysis, floor: float = FLOOR) -> dict[str, Any]:
@@ -95,7 +99,7 @@ def decide(a: TaskAnalysis, floor: float = FLOOR) -> dict[str, Any]:
             nxt = max(beaten, key=lambda s: sign * (res[s].value or 0))
             c = a.vs_best[nxt]
             reason.append(f"best, and better than {nxt} by {c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
-                          + (f" (p={c.p_value:.3f})" if c.p_value is not None else ""))
+                          + (f" (p{'' if pval(c.p_value).startswith('<') else '='}{pval(c.p_value)})" if c.p_value is not None else ""))
         if len(contenders) > 1:
             reason.append(f"ties with {', '.join(s for s in contenders if s != rec)} but costs least")
     else:
@@ -169,11 +173,12 @@ def flip_conditions(a: TaskAnalysis, rec: str, contenders: list[str]) -> dict[st
             if dc > 0 and dq > 0:  # o is cheaper but worse: wins once cost weighs more than dq/dc
                 w = dq / dc
                 if best_w is None or w < best_w[0]:
-                    best_w = (w, s, "more")
+                    best_w = (w, s, dq, dc)
     if best_w:
-        out["cost_weight"] = {"weight": best_w[0], "other": best_w[1]}
-        out["text"].append(f"if $1 per 1k queries is worth more than {best_w[0]:.3g} points of {a.metric}, "
-                           f"{best_w[1]} wins")
+        w, other, dq, dc = best_w
+        out["cost_weight"] = {"weight": w, "other": other, "quality_loss": dq, "saving_per_1k": dc}
+        out["text"].append(f"{other} wins if saving ${dc:.3g} per 1k queries is worth more than {dq:.3f} {a.metric} "
+                           f"(a weight on cost above {w:.3g} {a.metric} per $ per 1k queries)")
     elif c_rec is not None:
         out["text"].append(f"no weight on cost flips it: nothing cheaper scores as well")
     # quality margin

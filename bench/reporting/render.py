@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from bench.costs import fmt_volume
 from bench.reporting.analysis import TaskAnalysis
-from bench.reporting.decide import _f, cost_at, money
+from bench.reporting.decide import _f, cost_at, money, pval
 
 
 def _size(b: Optional[float]) -> str:
@@ -93,7 +93,7 @@ def render_markdown(manifest: dict, analyses: list[TaskAnalysis], decisions: dic
             c = a.vs_best.get(r.strategy)
             diff = "–" if c is None or c.diff is None else (
                 f"{_s(-c.diff)} [{_s(-c.ci_high)}, {_s(-c.ci_low)}]" if c.ci_low is not None else f"{_s(-c.diff)} (no CI)")
-            p = "–" if c is None or c.p_value is None else f"{c.p_value:.3f}"
+            p = "–" if c is None else pval(c.p_value)
             sd = f"{r.seeds}" + (f" ({r.seed_std:.3f})" if r.seed_std is not None else "")
             L.append(f"| {r.strategy} | {r.family} | {_f(r.value)} | [{_f(r.ci_low)}, {_f(r.ci_high)}] | {sd} | {diff} | "
                      f"{p} | {_verdict(a, r.strategy)} | {r.n} | {r.n_failed} |")
