@@ -40,13 +40,24 @@ def script_share(text: str, script: str) -> Optional[float]:
     return sum(1 for s in letters if s == script) / len(letters)
 
 
+def _echoes(answer: str, query: str) -> bool:
+    """The answer only repeats the question (a model that cannot write the language often copies it)."""
+    from bench.textnorm import normalize_answer
+
+    a, q = normalize_answer(answer or ""), normalize_answer(query or "")
+    return bool(a) and a[:80] in q
+
+
 def language_check(task, answers: Iterable[Optional[str]], scores: Optional[Iterable[Optional[float]]] = None,
-                   threshold: float = 0.5, floor: float = 0.05) -> dict:
+                   threshold: float = 0.5, floor: float = 0.05, queries: Optional[Iterable[str]] = None) -> dict:
     """Share of outputs in the task's script, and a verdict.
 
     task: a Task (its .language is used) or a language code. answers: the model's outputs (None = failed).
     scores: optional main-metric values of the same answers, to say "at the floor" when their mean <= floor.
-    Verdicts: "ok" (>= 80 % of outputs in script), "mixed", "wrong_language" (< 20 %), "no_output".
+    queries: optional prompts/questions of the same answers; outputs that merely repeat them count as echoes
+    (a model that cannot write the language often copies the question, which passes the script test).
+    Verdicts: "ok" (>= 80 % of outputs in script), "echo" (in script, but half or more only repeat the
+    question and scores are at the floor), "mixed", "wrong_language" (< 20 %), "no_output".
     """
     language = getattr(task, "language", task) or "en"
     name = getattr(task, "name", language)
@@ -62,8 +73,14 @@ def language_check(task, answers: Iterable[Optional[str]], scores: Optional[Iter
         vals = [v for v in scores if v is not None]
         mean_score = sum(vals) / len(vals) if vals else None
     at_floor = mean_score is not None and mean_score <= floor
+    echo_share = None
+    if queries is not None:
+        qs = list(queries)
+        echo_share = sum(_echoes(a or "", q) for a, q in zip(answers, qs)) / max(1, len(answers))
     if not with_letters:
         verdict = "no_output"
+    elif share >= 0.8 and echo_share is not None and echo_share >= 0.5 and (at_floor or mean_score is None):
+        verdict = "echo"
     elif share >= 0.8:
         verdict = "ok"
     elif share < 0.2:
@@ -74,6 +91,10 @@ def language_check(task, answers: Iterable[Optional[str]], scores: Optional[Iter
         msg = f"{name}: {share:.0%} of outputs are in the task's script ({script.lower()})."
     elif verdict == "no_output":
         msg = f"{name}: the model produced no text to check."
+    elif verdict == "echo":
+        msg = (f"{name}: {echo_share:.0%} of outputs only repeat the question; the base model does not produce "
+               f"'{language}' text of its own" + (f" (mean score {mean_score:.3f}, at the floor)" if at_floor else "")
+               + ". Use a multilingual model (e.g. --model gemma3-270m).")
     else:
         msg = (f"{name}: only {share:.0%} of outputs are in {script.lower()} script; the base model cannot work in "
                f"'{language}', so its scores on this task measure the language gap, not the strategy")
@@ -83,4 +104,4 @@ def language_check(task, answers: Iterable[Optional[str]], scores: Optional[Iter
     return {"language": language, "script": script, "n": n, "n_with_letters": len(with_letters),
             "n_empty": n - len(with_letters), "in_script": in_script, "in_script_share": share,
             "mean_letter_share": sum(with_letters) / len(with_letters) if with_letters else None,
-            "mean_score": mean_score, "at_floor": at_floor, "verdict": verdict, "message": msg}
+            "mean_score": mean_score, "at_floor": at_floor, "echo_share": echo_share, "verdict": verdict, "message": msg}

@@ -213,3 +213,9 @@ def test_stratum_rows_use_family_aggregates():
     rows = stratum_rows(task, examples, per, strata)
     assert {r["stratum"] for r in rows} >= {"highly_known", "unknown"}
     assert all(r["kind"] == "stratum" for r in rows)
+
+
+def test_language_check_flags_echoed_questions():
+    q = "Составьте описательную часть заключения МРТ головного мозга по находкам."
+    r = language_check("ru", [q[:40], q], scores=[0.0, 0.01], queries=[q, q])
+    assert r["verdict"] == "echo" and r["echo_share"] == 1.0
