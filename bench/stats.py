@@ -155,8 +155,6 @@ def paired_compare(
     if not diffs:
         return Comparison(name_a, name_b, None, None, None, None, 0, 0)
     lo, hi = bootstrap_ci(diffs, n_boot=n_boot, alpha=alpha, seed=seed)
-    if np.allclose(diffs, diffs[0]) and len(diffs) > 1 and abs(diffs[0]) < 1e-12:
-        lo = hi = 0.0
     return Comparison(name_a, name_b, float(np.mean(diffs)), lo, hi, sign_flip_p(diffs, seed=seed), len(diffs), n_seeds)
 
 
