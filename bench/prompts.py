@@ -35,8 +35,13 @@ def format_query(example: Example) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+NO_PASSAGES = {"en": "(no passages were found)", "ru": "(фрагменты не найдены)"}
+
+
 def format_passages(passages: Sequence, task: Task) -> str:
     lines = [PASSAGES_INSTRUCTION[_lang(task)].format(abstain=task.abstain_phrase), ""]
+    if not passages:
+        lines.append(NO_PASSAGES[_lang(task)])
     for i, p in enumerate(passages, start=1):
         head = f"[{i}] {p.title}".rstrip()
         lines.append(f"{head}\n{p.text.strip()}\n")
@@ -48,10 +53,14 @@ def build_messages(
     example: Example,
     *,
     exemplars: Sequence[Example] = (),
-    passages: Sequence = (),
+    passages: Optional[Sequence] = None,
     cot: bool = False,
 ) -> list[dict]:
-    """Chat messages for one query: optional system (task instruction), exemplar turns, the question."""
+    """Chat messages for one query: optional system (task instruction), exemplar turns, the question.
+
+    passages None means the arm has no retriever; an empty list means the retriever found nothing,
+    and the prompt still says so and still tells the model to abstain.
+    """
     messages: list[dict] = []
     if task.instruction.strip():
         messages.append({"role": "system", "content": task.instruction.strip()})
@@ -59,7 +68,7 @@ def build_messages(
         messages.append({"role": "user", "content": format_query(ex)})
         messages.append({"role": "assistant", "content": ex.output.strip()})
     query = format_query(example)
-    if passages:
+    if passages is not None:
         query = f"{format_passages(passages, task)}\n\n{query}"
     if cot:
         query = f"{query}\n\n{COT_INSTRUCTION[_lang(task)]}"

@@ -155,7 +155,7 @@ def run_cell(
     preds: list[Prediction] = []
     for ex in _progress(examples, len(examples), f"{task.name}/{arm.name}", progress):
         try:
-            passages = arm.retrieval.retrieve(ex, ctx) if arm.retrieval is not None else ()
+            passages = arm.retrieval.retrieve(ex, ctx) if arm.retrieval is not None else None
             pred = arm.prompting.predict(ex, ctx, passages)
         except BenchError as e:  # e.g. a prompt longer than the context: counted, not fatal
             pred = Prediction(ex.id, None, error=str(e))

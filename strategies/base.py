@@ -57,7 +57,8 @@ class PromptingStrategy(Strategy):
     def prepare(self, ctx: "CellContext") -> None:
         """Once per cell, before the first example (e.g. embed the exemplar pool)."""
 
-    def predict(self, example: Example, ctx: "CellContext", passages: Sequence[Passage] = ()) -> Prediction:
+    def predict(self, example: Example, ctx: "CellContext", passages: Optional[Sequence[Passage]] = None) -> Prediction:
+        """Answer one example; passages is None when the arm has no retriever."""
         raise NotImplementedError
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -22,8 +22,8 @@ from bench.types import Example, Prediction
 from strategies.base import PromptingStrategy
 
 
-def _info(passages: Sequence) -> dict:
-    return {"retrieved": [p.doc_id for p in passages]} if passages else {}
+def _info(passages: Optional[Sequence]) -> dict:
+    return {"retrieved": [p.doc_id for p in passages]} if passages is not None else {}
 
 
 @STRATEGIES.register("zero_shot")
@@ -31,7 +31,7 @@ class ZeroShot(PromptingStrategy):
     name = "zero_shot"
     description = "the question alone (plus the task instruction), greedy"
 
-    def predict(self, example, ctx, passages=()):
+    def predict(self, example, ctx, passages=None):
         gen = ctx.generate(build_messages(ctx.task, example, passages=passages))
         return Prediction(example.id, gen.output.strip(), [gen], info=_info(passages))
 
@@ -79,7 +79,7 @@ class FewShot(PromptingStrategy):
             return [self._pool[i] for i in order[:k]][::-1]
         return rng(ctx.seed, "few_shot", example.id).sample(pool, k)
 
-    def predict(self, example, ctx, passages=()):
+    def predict(self, example, ctx, passages=None):
         shots = self.exemplars(example, ctx)
         gen = ctx.generate(build_messages(ctx.task, example, exemplars=shots, passages=passages))
         info = {**_info(passages), "exemplars": [e.id for e in shots]}
@@ -100,7 +100,7 @@ class ChainOfThought(PromptingStrategy):
     description = "reason step by step, then a final 'Answer:' line that is extracted"
     Params = CotParams
 
-    def predict(self, example, ctx, passages=()):
+    def predict(self, example, ctx, passages=None):
         gen = ctx.generate(
             build_messages(ctx.task, example, passages=passages, cot=True),
             ctx.gen_params(max_new_tokens=self.params.max_new_tokens),
@@ -140,7 +140,7 @@ class SelfConsistency(PromptingStrategy):
     description = "n sampled chains of thought; majority vote (qa) or ROUGE-L medoid (generation)"
     Params = SelfConsistencyParams
 
-    def predict(self, example, ctx, passages=()):
+    def predict(self, example, ctx, passages=None):
         p = self.params
         params = ctx.gen_params(temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens)
         messages = build_messages(ctx.task, example, passages=passages, cot=True)
