@@ -2,7 +2,8 @@
 
 Same model (packaged SmolLM2-135M, dequantized), same rendered data (the demo task's train split,
 repeated), same LoRA (r=16, alpha=32, all linear layers), same batch, learning rate, steps and seed.
-The plain run uses SFTConfig defaults (gradient checkpointing on, bf16 autocast, padded batches);
+The plain run uses SFTConfig defaults (gradient checkpointing on, bf16 autocast, padded batches; plus
+use_cpu=True, without which the defaults refuse to start on a CPU);
 bench's run uses what measured best on CPU: float32, no checkpointing, padding-free batches, fixed
 threads. Prints tokens/s for both, the ratio, both loss curves and the machine load.
 
@@ -67,7 +68,8 @@ def main() -> None:
     load0 = os.getloadavg()
     cfg = SFTConfig(output_dir=str(out), per_device_train_batch_size=args.batch, max_steps=args.steps,
                     learning_rate=2e-4, logging_steps=1, report_to="none", save_strategy="no", seed=0,
-                    include_num_input_tokens_seen="non_padding", disable_tqdm=True)
+                    include_num_input_tokens_seen="non_padding", disable_tqdm=True,
+                    use_cpu=not torch.cuda.is_available())  # the defaults refuse to start on CPU without it
     plain_bf16 = cfg.bf16
     ds = Dataset.from_list([{"prompt": r.prompt, "completion": r.completion} for r in records])
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")

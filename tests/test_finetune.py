@@ -116,11 +116,11 @@ def test_every_method_is_registered_with_params():
 
 # -- training ------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", FT_METHODS)
+@pytest.mark.parametrize("name", [m for m in FT_METHODS if m != "lora"])  # lora: the lora_run fixture below
 def test_each_method_trains_a_step(name, smollm, ft_cache, ft_task):
     from bench.training.trainer import train_adapter
 
-    extra = {"target_modules": "q_proj,v_proj"} if name == "loftq" else {}
+    extra = {"target_modules": "q_proj"} if name == "loftq" else {}  # LoftQ's SVD init is the slow part
     strat, ctx = make_ctx(ft_task, smollm, ft_cache, None, name, {**TINY, **extra})
     res = train_adapter(strat.job(ctx))
     m = res.meta
