@@ -30,7 +30,14 @@ STRATA = ("highly_known", "maybe_known", "weakly_known", "unknown", "unanswerabl
 
 
 def is_correct(answer: str, example: Example, task: Task) -> bool:
-    """QA: a normalised reference equals or is contained in the answer's first line; generation: ROUGE-L >= 0.5."""
+    """Closed answer set (`label`): the first option word equals the label; QA: a normalised reference equals
+    or is contained in the answer's first line; generation: ROUGE-L >= 0.5."""
+    if example.get("label") is not None:
+        from bench.metric_families.choice import decision
+
+        options = list(example.get("options") or ("yes", "no", "maybe"))
+        got = decision(answer, options, task.language)
+        return got is not None and normalize_answer(got) == normalize_answer(str(example.get("label")))
     if task.kind == "generation":
         return max(rouge_f(answer, r, task.language)["rougeL"] for r in references(example)) >= 0.5
     first = next((ln for ln in answer.strip().splitlines() if ln.strip()), "")

@@ -219,3 +219,16 @@ def test_language_check_flags_echoed_questions():
     q = "Составьте описательную часть заключения МРТ головного мозга по находкам."
     r = language_check("ru", [q[:40], q], scores=[0.0, 0.01], queries=[q, q])
     assert r["verdict"] == "echo" and r["echo_share"] == 1.0
+
+
+def test_slick_correctness_uses_the_label_of_closed_answer_sets():
+    from bench.strata import is_correct, stratum
+
+    task = load_folder(ROOT / "tasks" / "pubmedqa")
+    ex = task.test[0]
+    label = ex.get("label")
+    assert is_correct(f"{label.capitalize()}, because ...", ex, task)
+    other = next(o for o in ("yes", "no", "maybe") if o != label)
+    assert not is_correct(f"{other}.", ex, task)
+    assert [stratum(1, 0), stratum(0.5, 0), stratum(0, 0.5), stratum(0, 0)] == \
+        ["highly_known", "maybe_known", "weakly_known", "unknown"]
