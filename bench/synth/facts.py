@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 
 from bench.errors import BenchError
 from bench.synth import names as nm
+from bench.synth.difficulty import difficulty
 from bench.synth.common import check_range, stream, write_task_folder
 from bench.synth.facts_text import (ABSTAIN, CLOSED, GENRES, MEMO_OPENERS, NEWS_OPENERS, QUESTIONS, RELATIONS,
                                     STATEMENTS)
@@ -352,7 +353,7 @@ def generate(cfg: FactsConfig, out: Path, lang: str = "en", name: Optional[str] 
     stats = {"entities": sum(len(TYPES) for _ in groups), "groups": len(groups), "docs": len(docs),
              "train": len(train), "test": len(test),
              "test_unanswerable": sum(1 for t in test if t.get("answerable") is False),
-             "rejected_by_vocabulary": sorted(namer.rejected)}
+             "rejected_by_vocabulary": sorted(namer.rejected), "retrieval": difficulty(test, docs)}
     name = name or ("facts" if lang == "en" else f"facts_{lang}")
     config = {**asdict(cfg), "exclude_names": list(cfg.exclude_names), "language": lang}
     return write_task_folder(Path(out), task_meta(cfg, lang, name), {"train": train, "test": test, "docs": docs},
