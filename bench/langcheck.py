@@ -105,3 +105,42 @@ def language_check(task, answers: Iterable[Optional[str]], scores: Optional[Iter
             "n_empty": n - len(with_letters), "in_script": in_script, "in_script_share": share,
             "mean_letter_share": sum(with_letters) / len(with_letters) if with_letters else None,
             "mean_score": mean_score, "at_floor": at_floor, "echo_share": echo_share, "verdict": verdict, "message": msg}
+
+
+def check_run(run_dir, strategies: tuple[str, ...] = ("zero_shot",)) -> list[dict]:
+    """language_check for every cell of a finished run whose strategy is in `strategies` (zero-shot by
+    default: the base model's own ability). Reads only the run folder and each task's task.yaml.
+
+    Returns one dict per cell: task, strategy, model, seed, plus language_check's keys.
+    """
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    run = Path(run_dir)
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    out = []
+    for cell in sorted((run / "cells").glob("*")):
+        parts = cell.name.split("__")
+        if len(parts) != 4 or parts[1] not in strategies or not (cell / "scores.jsonl").is_file():
+            continue
+        task_name, strategy, model, seed = parts
+        info = manifest.get("tasks", {}).get(task_name, {})
+        meta = {}
+        if info.get("path") and (Path(info["path"]) / "task.yaml").is_file():
+            meta = yaml.safe_load((Path(info["path"]) / "task.yaml").read_text(encoding="utf-8")) or {}
+        language, main = meta.get("language", "en"), meta.get("main_metric")
+        recs = [json.loads(x) for x in (cell / "scores.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+        prompts = {}
+        if (cell / "generations.jsonl").is_file():
+            for x in (cell / "generations.jsonl").read_text(encoding="utf-8").splitlines():
+                if x.strip():
+                    g = json.loads(x)
+                    prompts.setdefault(g["example_id"], g.get("prompt", ""))
+        res = language_check(type("T", (), {"language": language, "name": task_name})(),
+                             [r.get("answer") for r in recs],
+                             [(r.get("scores") or {}).get(main) for r in recs] if main else None,
+                             queries=[prompts.get(r["example_id"], "") for r in recs] if prompts else None)
+        out.append({"task": task_name, "strategy": strategy, "model": model, "seed": seed.lstrip("s"), **res})
+    return out

@@ -232,3 +232,16 @@ def test_slick_correctness_uses_the_label_of_closed_answer_sets():
     assert not is_correct(f"{other}.", ex, task)
     assert [stratum(1, 0), stratum(0.5, 0), stratum(0, 0.5), stratum(0, 0)] == \
         ["highly_known", "maybe_known", "weakly_known", "unknown"]
+
+
+def test_check_run_reads_a_run_folder(tmp_path):
+    from bench.langcheck import check_run
+
+    run = tmp_path / "run"
+    cell = run / "cells" / "mri_reports_ru__zero_shot__smollm2-135m__s0"
+    cell.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"tasks": {"mri_reports_ru": {"path": str(ROOT / "tasks/mri_reports_ru")}}}))
+    (cell / "scores.jsonl").write_text("".join(json.dumps({"example_id": f"e{i}", "answer": "The MRI shows",
+                                                           "scores": {"rougeL": 0.0}}) + "\n" for i in range(3)))
+    (res,) = check_run(run)
+    assert res["task"] == "mri_reports_ru" and res["verdict"] == "wrong_language" and res["at_floor"]
