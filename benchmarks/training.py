@@ -25,12 +25,37 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def step_timer():
+    """A callback that records the wall time of every optimizer step (robust to load spikes: use the median)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self._t = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            self._t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self._t is not None:
+                self.times.append(time.perf_counter() - self._t)
+
+    return StepTimer()
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="copies of the train split (more distinct batches)")
+    ap.add_argument("--plain-fp32", action="store_true", help="turn bf16 autocast off in the plain run (to compare losses)")
     ap.add_argument("--cache", default=None, help="cache dir (default: a temp dir; the GGUF conversion takes ~1 min)")
     args = ap.parse_args()
 
@@ -69,11 +94,14 @@ def main() -> None:
     cfg = SFTConfig(output_dir=str(out), per_device_train_batch_size=args.batch, max_steps=args.steps,
                     learning_rate=2e-4, logging_steps=1, report_to="none", save_strategy="no", seed=0,
                     include_num_input_tokens_seen="non_padding", disable_tqdm=True,
-                    use_cpu=not torch.cuda.is_available())  # the defaults refuse to start on CPU without it
+                    use_cpu=not torch.cuda.is_available(),  # the defaults refuse to start on CPU without it
+                    **({"bf16": False} if args.plain_fp32 else {}))
     plain_bf16 = cfg.bf16
     ds = Dataset.from_list([{"prompt": r.prompt, "completion": r.completion} for r in records])
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, peft_config=lora)
+    plain_timer = step_timer()
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, peft_config=lora,
+                         callbacks=[plain_timer])
     t0 = time.perf_counter()
     trainer.train()
     plain_s = time.perf_counter() - t0
@@ -86,7 +114,8 @@ def main() -> None:
     # -- 2. bench's trainer (same data, LoRA, batch, lr, steps, seed) ------------------------------
     params = LoraParams(max_steps=args.steps, batch_size=args.batch, learning_rate=2e-4, val_fraction=0.0,
                         max_length=1024, threads=args.threads)
-    job = TrainJob(spec, "lora", params, records, [], 0, cache, threads=args.threads)
+    bench_timer = step_timer()
+    job = TrainJob(spec, "lora", params, records, [], 0, cache, threads=args.threads, callbacks=(bench_timer,))
     shutil.rmtree(job.folder, ignore_errors=True)  # measure a real run, not a cache hit
     res = train_adapter(job)
     bench_s = res.meta["train_seconds"]
@@ -100,7 +129,13 @@ def main() -> None:
           f"{plain_tokens} tokens in {plain_s:.1f} s = {plain_tps:.1f} tokens/s, {args.steps / plain_s:.3f} steps/s")
     print(f"bench lora (float32, no checkpointing, padding-free):  "
           f"{bench_tokens} tokens in {bench_s:.1f} s = {bench_tps:.1f} tokens/s, {args.steps / bench_s:.3f} steps/s")
-    print(f"ratio bench/plain: {bench_tps / plain_tps:.2f}x tokens/s")
+    print(f"ratio bench/plain: {bench_tps / plain_tps:.2f}x tokens/s (whole runs)")
+    tps_step = plain_tokens / args.steps
+    pm, bm = median(plain_timer.times), median(bench_timer.times)
+    print(f"median step: plain {pm:.2f} s, bench {bm:.2f} s -> ratio {pm / bm:.2f}x "
+          f"({tps_step / pm:.1f} vs {tps_step / bm:.1f} tokens/s; the median resists load spikes from other processes)")
+    print("step seconds plain:", [round(t, 2) for t in plain_timer.times])
+    print("step seconds bench:", [round(t, 2) for t in bench_timer.times])
     print("step  plain_loss  bench_loss")
     for i, (a, b) in enumerate(zip(plain_loss, bench_loss), start=1):
         print(f"{i:4d}  {a:10.4f}  {b:10.4f}")

@@ -108,9 +108,6 @@ def check(method: Method, model_type: str, n_layers: int, params: Any) -> None:
 
         if model_type not in TM:
             raise BenchError(f"strategy ia3: peft has no IA3 target modules for architecture {model_type!r}; use lora")
-    if method.name == "prefix" and model_type.startswith("gemma"):
-        raise BenchError(f"strategy prefix: prefix tuning does not support {model_type!r} (sliding-window cache); "
-                         "use prompt_tuning or lora")
     if method.kind == "freeze" and not 1 <= params.train_top_layers <= n_layers:
         raise BenchError(f"params.freeze.train_top_layers must be between 1 and {n_layers} (the model's "
                          f"layers), got {params.train_top_layers}")

@@ -45,6 +45,7 @@ class TrainJob:
     cache_dir: Path
     threads: int = 0
     progress: bool = False
+    callbacks: tuple = ()  # extra TrainerCallbacks (e.g. a benchmark's step timer); not part of the key
 
     @property
     def key(self) -> str:
@@ -270,6 +271,7 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
     callbacks: list = [log_cb, best]
     if method.name == "adalora":
         callbacks.append(AdaLoraBudget())
+    callbacks.extend(job.callbacks)
     trainer = SFTTrainer(
         model=model, args=cfg, train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(val_rows) if use_val else None,
