@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="CPU threads for the model (default: one per core)")
     r.add_argument("--run-id", help="name of the run folder (default: derived from the config, so reruns resume)")
     r.add_argument("--max-new-tokens", type=int, help="decoding budget per answer")
+    r.add_argument("--probes", choices=["none", "tiny", "default", "large"],
+                   help="forgetting probes on every arm's model, with deltas against the base model")
+    r.add_argument("--strata", action="store_true", default=None,
+                   help="label test items known/unknown on the base model (SliCK) and report metrics per stratum")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     rep = sub.add_parser("report", help="re-render report.md of a run from stored rows (no model calls)")
@@ -83,7 +87,7 @@ def config_from_args(args: argparse.Namespace):
     changes = {}
     for flag, key in (("task", "tasks"), ("strategy", "strategies"), ("model", "model"), ("seeds", "seeds"),
                       ("limit", "limit"), ("out", "out"), ("backend", "backend"), ("threads", "threads"),
-                      ("run_id", "run_id")):
+                      ("run_id", "run_id"), ("probes", "probes"), ("strata", "strata")):
         value = getattr(args, flag)
         if value is not None:
             changes[key] = value

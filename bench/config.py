@@ -32,6 +32,7 @@ DEFAULT_TASKS = ("demo",)
 DEFAULT_STRATEGIES = ("zero_shot", "few_shot", "cot", "self_consistency")
 DEFAULT_MODEL = "smollm2-135m"
 BACKENDS = ("auto", "llama", "hf")
+PROBE_SETS = ("none", "tiny", "default", "large")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class RunConfig:
     params: tuple[tuple[str, Any], ...] = ()  # (strategy name, its Params instance)
     prices: Prices = Prices()
     target_model: Optional[str] = None  # a model to estimate GPU cost for in the report
+    probes: str = "none"  # forgetting probes on every arm's model: none | tiny | default | large
+    strata: bool = False  # label test items known/unknown (SliCK) on the base model; metrics per stratum
 
     # -- access ---------------------------------------------------------------------------------
     def params_for(self, strategy_name: str, params_cls: type) -> Any:
@@ -142,6 +145,8 @@ class RunConfig:
             raise BenchError(f"{where}: limit must be a positive number of test items, got {self.limit}")
         if self.backend not in BACKENDS:
             raise BenchError(f"{where}: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.probes not in PROBE_SETS:
+            raise BenchError(f"{where}: probes must be one of {', '.join(PROBE_SETS)}, got {self.probes!r}")
         if self.threads < 0:
             raise BenchError(f"{where}: threads must be >= 0 (0 = one per core), got {self.threads}")
         g = self.generation

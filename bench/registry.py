@@ -68,6 +68,7 @@ METRICS: Registry = Registry("metric")
 
 def load_all() -> None:
     """Import the packages whose import fills the registries."""
+    import bench.metric_families  # noqa: F401
     import bench.metrics  # noqa: F401
     import strategies  # noqa: F401
     import tasks  # noqa: F401

@@ -103,7 +103,7 @@ class CellResult:
     scores: list[dict]
     cost: dict
     model_calls: int = 0
-    extra_rows: list[dict] = field(default_factory=list)
+    probe_items: dict = field(default_factory=dict)  # per-item probe values, saved as probes.json
 
 
 def cell_id(task: str, arm: str, model: str, seed: int) -> str:
@@ -134,17 +134,30 @@ def run_cell(
     pool: ModelPool,
     work_dir: Optional[Path] = None,
     progress: bool = False,
+    strata: Optional[dict[str, str]] = None,
 ) -> CellResult:
-    """Compute one cell: every test item of `task` through `arm` on `model` with `seed`."""
+    """Compute one cell: every test item of `task` through `arm` on `model` with `seed`.
+
+    strata: {example_id: SliCK stratum} from the base model, when the run asks for per-stratum rows.
+    """
     t0 = time.perf_counter()
     base = _LazyBackend(pool, model)
     ctx = CellContext(task=task, config=config, seed=seed, model=model, backend=base, cache=cache,
                       strategy_key=arm.key, work_dir=work_dir, progress=progress, model_loader=pool.get)
     calls_before = cache.misses
+    common = {"task": task.name, "task_version": task.version, "strategy": arm.name, "model": model.name,
+              "model_sha256": model.short_id, "seed": seed}
 
     # 1. adapt the model (fine-tuning arms train or load a cached adapter)
     if arm.finetune is not None:
         ctx.backend = arm.finetune.adapt(ctx)
+    # 1b. forgetting probes on the (adapted) model, with paired deltas against the base model;
+    #     cached by model_id, so prompting and retrieval arms reuse the base model's numbers
+    probe_rows: list[dict] = []
+    if config.probes != "none":
+        from bench.probes.hook import probe_cell_rows
+
+        probe_rows = probe_cell_rows(ctx, common, config.probes, base_backend=base)
     # 2. prepare retrieval (build or load the index) and 3. prompting (e.g. exemplar embeddings)
     if arm.retrieval is not None:
         arm.retrieval.prepare(ctx)
@@ -178,7 +191,8 @@ def run_cell(
             latencies.append(sum(g.seconds for g in p.generations))
             ptoks.append(sum(g.prompt_tokens for g in p.generations))
             ctoks.append(sum(g.completion_tokens for g in p.generations))
-        scores.append({"example_id": ex.id, "answerable": ex.answerable, "stratum": ex.stratum,
+        stratum = strata.get(ex.id, ex.stratum) if strata else ex.stratum
+        scores.append({"example_id": ex.id, "answerable": ex.answerable, "stratum": stratum,
                        "doc_ids": list(ex.doc_ids), "reference": ex.output, "answer": p.answer,
                        "failed": p.answer is None, "error": p.error,
                        "scores": {k: v["value"] for k, v in sc.items()},
@@ -196,16 +210,20 @@ def run_cell(
             "backend": _backend_name(ctx.backend),
             "wall_seconds": round(time.perf_counter() - t0, 3)}
 
-    common = {"task": task.name, "task_version": task.version, "strategy": arm.name, "model": model.name,
-              "model_sha256": model.short_id, "seed": seed}
     rows = [{**common, **r} for r in metric_rows]
+    if strata:
+        from bench.strata import stratum_rows
+
+        rows += [{**common, **r} for r in stratum_rows(task, examples, per_example, strata, seed)]
+    probe_items = {r["metric"]: r.pop("items") for r in probe_rows if "items" in r}
+    rows += probe_rows
     for name in ("latency_p50_s", "prompt_tokens_mean", "completion_tokens_mean"):
         v = per_query[name]
         rows.append({**common, "metric": name, "family": "cost", "value": v, "n": len(latencies),
                      "n_failed": 0, "ci_low": None, "ci_high": None, "higher_is_better": False,
                      "main": False, "kind": "cost"})
     return CellResult(cell_id(task.name, arm.name, model.name, seed), rows, generations, scores, cost,
-                      model_calls=per_query["model_calls"])
+                      model_calls=per_query["model_calls"], probe_items=probe_items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +323,7 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
     cells = [(t, a, s) for t in tasks for a in arms for s in config.seeds]
     reused, failed, calls = 0, [], 0
     done: dict[str, list[dict]] = {}
+    strata: dict[str, dict[str, str]] = {}
     try:
         for task, arm, seed in _progress(cells, len(cells), "cells", progress):
             cid = cell_id(task.name, arm.name, model.name, seed)
@@ -313,9 +332,11 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
                 done[cid] = atomic.read_jsonl(cdir / "rows.json")
                 reused += 1
                 continue
+            if config.strata and task.name not in strata:
+                strata[task.name] = _slick(task, model, config, cache, pool, log)
             try:
                 res = run_cell(task, arm, model, config, seed=seed, cache=cache, pool=pool, work_dir=cdir,
-                               progress=progress)
+                               progress=progress, strata=strata.get(task.name))
             except BenchError:
                 raise
             except Exception as e:  # a broken cell is recorded and retried by the next run
@@ -328,6 +349,8 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
             atomic.write_jsonl(cdir / "generations.jsonl", res.generations)
             atomic.write_jsonl(cdir / "scores.jsonl", res.scores)
             atomic.write_json(cdir / "cost.json", res.cost)
+            if res.probe_items:
+                atomic.write_json(cdir / "probes.json", res.probe_items)
             atomic.write_jsonl(cdir / "rows.json", res.rows)  # last: marks the cell complete
             (cdir / "error.txt").unlink(missing_ok=True)
             done[cid] = res.rows
@@ -342,6 +365,20 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
     atomic.write_json(run_dir / "manifest.json", manifest)
     rows = atomic.read_jsonl(run_dir / "rows.jsonl")
     return GridResult(run_dir, rows, len(cells), reused, failed, calls)
+
+
+def _slick(task: Task, model: ModelSpec, config: RunConfig, cache: GenerationCache, pool, log) -> dict[str, str]:
+    """SliCK strata of a task's test items on the base model (only computed when a cell needs them)."""
+    from bench.strata import slick_strata
+
+    ctx = CellContext(task=task, config=config, seed=0, model=model, backend=_LazyBackend(pool, model), cache=cache,
+                      strategy_key="slick")
+    strata = slick_strata(task, ctx, limit=config.limit)
+    counts: dict[str, int] = {}
+    for s in strata.values():
+        counts[s] = counts.get(s, 0) + 1
+    log(f"SliCK strata of {task.name} on {model.name}: {counts}")
+    return strata
 
 
 def _write_rows(run_dir: Path, cells, model: ModelSpec, done: dict[str, list[dict]]) -> None:

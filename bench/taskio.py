@@ -271,5 +271,9 @@ def resolve_task(word: str) -> Task:
     if looks_like_path(word):
         if not Path(word).exists():
             raise BenchError(f"--task {word}: no such folder; pass a task folder or a name from `bench ls tasks`")
+        from bench.synth.common import MANIFEST, verify_manifest
+
+        if (Path(word) / MANIFEST).is_file():  # a generated task: its files must match their hashes
+            verify_manifest(Path(word))
         return load_folder(word)
     raise BenchError(TASKS.unknown_message(word))

@@ -61,3 +61,11 @@ def test_loglikelihood_prefers_the_plausible_continuation(smollm):
     good = smollm.loglikelihood("The capital of France is", " Paris")
     bad = smollm.loglikelihood("The capital of France is", " banana")
     assert math.isfinite(good) and math.isfinite(bad) and good > bad
+
+
+def test_loglikelihood_choices_match_one_by_one(smollm):
+    ctx = "Question: What colour is grass?\nAnswer:"
+    conts = [" green", " blue", " a kind of purple"]
+    together = smollm.loglikelihood_choices(ctx, conts)
+    for c, v in zip(conts, together):
+        assert v == pytest.approx(smollm.loglikelihood(ctx, c), abs=1e-3)

@@ -143,6 +143,34 @@ class LlamaBackend(Backend):
             total += float(row[tok] - m - math.log(np.exp(row - m).sum()))
         return total
 
+    def loglikelihood_choices(self, context: str, continuations: list[str]) -> list[float]:
+        """loglikelihood for several continuations of one context, evaluating the context once."""
+        import numpy as np
+
+        if not hasattr(self, "_scorer"):
+            self._scorer = open_llama(str(self.spec.path), self.threads, self.n_ctx, logits_all=True)
+        s = self._scorer
+        ctx_toks = self.llm.tokenize(context.encode("utf-8"), add_bos=True, special=True)
+        s.reset()
+        s.eval(ctx_toks)
+        out = []
+        for cont in continuations:
+            full = self.llm.tokenize((context + cont).encode("utf-8"), add_bos=True, special=True)
+            k = 0
+            while k < min(len(ctx_toks), len(full)) and full[k] == ctx_toks[k]:
+                k += 1
+            k = max(1, min(k, len(full) - 1))
+            s.n_tokens = k  # keep the shared prefix in the KV cache, evaluate only the rest
+            s.eval(full[k:])
+            logits = np.asarray(s.scores[: len(full)], dtype=np.float64)
+            total = 0.0
+            for i in range(k, len(full)):
+                row = logits[i - 1]
+                m = row.max()
+                total += float(row[full[i]] - m - math.log(np.exp(row - m).sum()))
+            out.append(total)
+        return out
+
     def close(self) -> None:
         for attr in ("llm", "_scorer"):
             obj = getattr(self, attr, None)
