@@ -70,6 +70,7 @@ def render_markdown(manifest: dict, analyses: list[TaskAnalysis], decisions: dic
          "", "## Recommendation", ""]
     if not analyses:
         L += ["No task has a scored main metric in rows.jsonl: nothing to compare.", ""]
+    language = _language_notes(run_dir)
     for a in analyses:
         d = decisions[a.task]
         if d.get("strategy"):
@@ -78,6 +79,8 @@ def render_markdown(manifest: dict, analyses: list[TaskAnalysis], decisions: dic
             L.append(f"- **{a.task}: no recommendation.** {d['reason']}")
         for t in (d.get("flips") or {}).get("text", []):
             L.append(f"  - What would flip it: {t}.")
+        for note in language.get(a.task, []):
+            L.append(f"  - Language: {note}")
     L += ["", f"Money is **estimated**: measured seconds x the price sheet (GPU-hour ${prices.get('gpu_hour')}, "
           f"CPU-hour ${prices.get('cpu_hour')}, 1k tokens ${prices.get('per_1k_tokens')}); one-off costs are spread "
           f"over a reference volume of {fmt_volume(volume)} queries. Ties: the paired 95 % interval of the difference "
@@ -200,6 +203,24 @@ def render_markdown(manifest: dict, analyses: list[TaskAnalysis], decisions: dic
     L += ["", "---", f"Rendered by `bench report {run_dir}` from rows.jsonl and cells/ (no model calls). "
           "Load the rows with `pd.read_json(run_dir / 'rows.jsonl', lines=True)`."]
     return "\n".join(L) + "\n"
+
+
+def _language_notes(run_dir: Path) -> dict[str, list[str]]:
+    """Per task, what the language check says of the base model's zero-shot answers when not ok
+    (output in the wrong script, an echo of the prompt, scores at the floor)."""
+    from bench.langcheck import check_run
+
+    notes: dict[str, list[str]] = {}
+    try:
+        checks = check_run(run_dir)
+    except (OSError, ValueError, KeyError):
+        return notes
+    for c in checks:
+        if c.get("verdict") != "ok" and c.get("message"):
+            notes.setdefault(c["task"], [])
+            if c["message"] not in notes[c["task"]]:
+                notes[c["task"]].append(c["message"])
+    return notes
 
 
 def _oracle_text(a: TaskAnalysis, o: dict) -> str:
