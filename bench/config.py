@@ -28,8 +28,10 @@ import yaml
 from bench.errors import BenchError
 from bench.types import GenParams
 
-DEFAULT_TASKS = ("demo",)
-DEFAULT_STRATEGIES = ("zero_shot", "few_shot", "cot", "self_consistency")
+# The default matrix: every family on built-in tasks, sized for ~15 minutes on 2 CPU cores.
+DEFAULT_TASKS = ("demo", "facts")
+DEFAULT_STRATEGIES = ("zero_shot", "few_shot", "cot", "self_consistency", "rag", "lora", "qlora", "lora+rag")
+DEFAULT_LIMIT = 10
 DEFAULT_MODEL = "smollm2-135m"
 BACKENDS = ("auto", "llama", "hf")
 PROBE_SETS = ("none", "tiny", "default", "large")
@@ -51,7 +53,7 @@ class RunConfig:
     model: str = DEFAULT_MODEL
     backend: str = "auto"  # auto: llama.cpp for GGUF models, transformers otherwise
     seeds: tuple[int, ...] = (0,)
-    limit: Optional[int] = None  # first N test items of each task
+    limit: Optional[int] = DEFAULT_LIMIT  # first N test items of each task (null = all)
     out: str = "results"
     run_id: Optional[str] = None  # default: derived from the config, so a rerun resumes
     threads: int = 0  # 0 = one per physical core
@@ -60,7 +62,7 @@ class RunConfig:
     params: tuple[tuple[str, Any], ...] = ()  # (strategy name, its Params instance)
     prices: Prices = Prices()
     target_model: Optional[str] = None  # a model to estimate GPU cost for in the report
-    probes: str = "none"  # forgetting probes on every arm's model: none | tiny | default | large
+    probes: str = "tiny"  # forgetting probes on every arm's model: none | tiny | default | large
     strata: bool = False  # label test items known/unknown (SliCK) on the base model; metrics per stratum
 
     # -- access ---------------------------------------------------------------------------------

@@ -151,6 +151,17 @@ def run_cell(
     # 1. adapt the model (fine-tuning arms train or load a cached adapter)
     if arm.finetune is not None:
         ctx.backend = arm.finetune.adapt(ctx)
+    try:
+        return _answer_and_score(task, arm, model, config, ctx, base, common, seed, strata, cache,
+                                 calls_before, t0, progress)
+    finally:
+        if ctx.backend is not base:  # a fine-tuned model is loaded per cell: free it
+            ctx.backend.close()
+
+
+def _answer_and_score(task, arm, model, config, ctx, base, common, seed, strata, cache, calls_before, t0,
+                      progress) -> CellResult:
+    """Steps 1b-5 of run_cell (split out so the adapted model is closed whatever happens)."""
     # 1b. forgetting probes on the (adapted) model, with paired deltas against the base model;
     #     cached by model_id, so prompting and retrieval arms reuse the base model's numbers
     probe_rows: list[dict] = []

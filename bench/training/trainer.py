@@ -277,6 +277,7 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
         eval_dataset=Dataset.from_list(val_rows) if use_val else None,
         processing_class=tok, callbacks=callbacks,
     )
+    _quiet_logs(trainer, job.progress)
     if device == "cpu":  # TRL casts QLoRA adapters to bf16 (a GPU recipe); keep float32 on CPU
         for prm in trainer.model.parameters():
             if prm.requires_grad and prm.dtype != torch.float32:
@@ -324,3 +325,17 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
     shutil.rmtree(out / "_trainer", ignore_errors=True)
     del trainer, model
     return meta, rows
+
+
+def _quiet_logs(trainer, progress: bool) -> None:
+    """Keep the step progress bar but not the raw log dicts on stdout (train_log.jsonl has them)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class StepBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(StepBar())
