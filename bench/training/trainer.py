@@ -31,7 +31,7 @@ from bench.training.methods import Method, check, get_method
 META_FILE = "meta.json"
 LOG_FILE = "train_log.jsonl"
 PLOT_FILE = "loss.png"
-FORMAT_VERSION = 1  # bump when the trained artifact changes meaning
+FORMAT_VERSION = 2  # bump when the trained artifact changes meaning (2: QLoRA CPU gradient fix)
 
 
 @dataclass
