@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
-
 from bench.errors import BenchError
 from bench.registry import STRATEGIES
 from bench.retrieval.params import RagParams
 from bench.retrieval.retriever import Retriever
+from bench.stats import percentile
 from bench.types import Example
 from strategies.base import NoParams, Passage, RetrievalStrategy
 
@@ -39,13 +38,13 @@ class LatencyLog:
         self.seconds.append(seconds)
 
     def summary(self) -> dict:
-        s = np.asarray(self.seconds or [0.0])
+        s = self.seconds or [0.0]
         return {
             "queries": len(self.seconds),
-            "p50_seconds": round(float(np.percentile(s, 50)), 6),
-            "p95_seconds": round(float(np.percentile(s, 95)), 6),
-            "mean_seconds": round(float(s.mean()), 6),
-            "total_seconds": round(float(s.sum()), 4),
+            "p50_seconds": round(percentile(s, 50), 6),
+            "p95_seconds": round(percentile(s, 95), 6),
+            "mean_seconds": round(sum(s) / len(s), 6),
+            "total_seconds": round(sum(s), 4),
         }
 
 
