@@ -1,4 +1,4 @@
-"""Atomic file writes (temp file in the same folder, fsync, rename).
+"""Atomic file writes (a uniquely named temp file in the same folder, fsync, rename), and reading back.
 
 A killed run leaves either the old file or the new one, never half of one; this is what lets an
 interrupted `bench run` resume without losing or duplicating results.
@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from bench.errors import BenchError
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -39,7 +41,25 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
+    """The objects of a JSON Lines file ([] when it does not exist).
+
+    Files bench writes atomically are never torn; an appended log (train_log.jsonl) can end in a
+    half-written line when a process is killed, and that last line is skipped. Any other bad line is
+    a one-line error naming the file and line.
+    """
     p = Path(path)
     if not p.exists():
         return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    out = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):
+                break  # a torn last line of an interrupted append
+
+            raise BenchError(f"{p}:{n}: not valid JSON; delete the file to let the next run rewrite it") from None
+    return out

@@ -16,10 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Optional
 
+from bench.config import BACKENDS, PROBE_SETS, RunConfig
 from bench.errors import BenchError
+from bench.models.resolve import list_models
+from bench.plugins import load_plugins
+from bench.registry import METRICS, STRATEGIES, TASKS
+from bench.report.estimate import estimate, render
+from bench.report.writer import FORMATS, summary_rows, write_report
+from bench.run.grid import run_grid
+from bench.taskio import validate_folder
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -47,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="only the first N test items of each task")
     r.add_argument("--out", help="results folder (default: results)")
     r.add_argument("--config", help="YAML run config; flags override it")
-    r.add_argument("--backend", choices=["auto", "llama", "hf"], help="generation backend (default: auto)")
+    r.add_argument("--backend", choices=BACKENDS, help="generation backend (default: auto)")
     r.add_argument("--threads", type=int, help="CPU threads for the model (default: one per core)")
     r.add_argument("--run-id", help="name of the run folder (default: derived from the config, so reruns resume)")
     r.add_argument("--max-new-tokens", type=int, help="decoding budget per answer")
-    r.add_argument("--probes", choices=["none", "tiny", "default", "large"],
+    r.add_argument("--probes", choices=PROBE_SETS,
                    help="forgetting probes on every arm's model, with deltas against the base model")
     r.add_argument("--strata", action="store_true", default=None,
                    help="label test items known/unknown on the base model (SliCK) and report metrics per stratum")
@@ -59,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="re-render report.md of a run from stored rows (no model calls)")
     rep.add_argument("run_dir")
-    rep.add_argument("--format", default="md", help="md (default), html or csv; report.md and recommendation.json are always written")
+    rep.add_argument("--format", default="md", choices=FORMATS,
+                     help="md (default), html or csv; report.md and recommendation.json are always written")
 
     est = sub.add_parser("estimate", help="GPU memory and time to fine-tune a target model (no model is loaded)")
     est.add_argument("--model", required=True, help="a known name (llama-3-8b, mistral-7b, qwen2.5-7b, llama-65b, ...) or a parameter count (8e9, 8B)")
@@ -81,8 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from bench.config import RunConfig
-
     cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
     changes = {}
     for flag, key in (("task", "tasks"), ("strategy", "strategies"), ("model", "model"), ("seeds", "seeds"),
@@ -101,9 +107,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.report import summary_rows, write_report
-    from bench.runner import run_grid
-
     cfg = config_from_args(args)
     result = run_grid(cfg, progress=not args.no_progress)
     report = write_report(result.run_dir)
@@ -124,8 +127,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import write_report
-
     print(f"report: {write_report(args.run_dir, getattr(args, 'format', 'md'))}")
     return 0
 
@@ -133,7 +134,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
-    from bench.estimate import estimate, render
 
     e = estimate(args.model, args.strategy, seq_len=args.seq_len, batch=args.batch, rank=args.rank,
                  optimizer=args.optimizer, gpu=args.gpu, tokens=args.tokens)
@@ -142,9 +142,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from bench.registry import METRICS, STRATEGIES, TASKS, load_all
-
-    load_all()
+    load_plugins()
     if args.what == "tasks":
         print(f"{'name':<16} {'lang':<5} {'kind':<11} {'train':>6} {'test':>6} {'docs':>6}  licence / source")
         for name in TASKS.names():
@@ -162,7 +160,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
             m = METRICS.get(name)
             print(f"{name:<14} reports {', '.join(m.names):<34} {m.description}")
     else:
-        from bench.models import list_models
 
         for name, desc in list_models():
             print(f"{name:<14} {desc}")
@@ -171,8 +168,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bench.taskio import validate_folder
-
     problems = validate_folder(args.path)
     for p in problems:
         print(p)

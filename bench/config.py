@@ -19,14 +19,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
 from bench.errors import BenchError
-from bench.types import GenParams
+from bench.plugins import load_plugins
+from bench.registry import STRATEGIES
+from bench.types import GenParams, Prices
 
 # The default matrix: every family on built-in tasks, sized for ~15 minutes on 2 CPU cores.
 DEFAULT_TASKS = ("demo", "facts")
@@ -38,16 +40,9 @@ PROBE_SETS = ("none", "tiny", "default", "large")
 
 
 @dataclass(frozen=True)
-class Prices:
-    """A price sheet that turns measured costs into money (estimates, marked as such in reports)."""
-
-    gpu_hour: float = 2.0
-    cpu_hour: float = 0.05
-    per_1k_tokens: float = 0.0
-
-
-@dataclass(frozen=True)
 class RunConfig:
+    """Everything a run depends on (see the module docstring); frozen, and unknown keys are rejected."""
+
     tasks: tuple[str, ...] = DEFAULT_TASKS
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     model: str = DEFAULT_MODEL
@@ -114,11 +109,9 @@ class RunConfig:
 
     def with_params(self, raw: dict, where: str) -> "RunConfig":
         """Validate `params:` against each strategy's Params dataclass."""
-        from bench.registry import STRATEGIES, load_all
-
         if not isinstance(raw, dict):
             raise BenchError(f"{where}: params must map strategy names to their settings")
-        load_all()
+        load_plugins()
         merged = dict(self.params)
         for name, values in raw.items():
             strat = STRATEGIES.get(name)

@@ -1,6 +1,8 @@
 """The three registries of bench: tasks, strategies and metrics.
 
-Each fills when its package is imported (`tasks`, `strategies`, `bench.metrics`). A registry rejects a
+Each fills when its package is imported (`tasks`, `strategies`, `bench.metrics`; `bench.plugins` imports
+all of them and any third-party plugin). This module imports nothing of the project but `bench.errors`,
+so anything may import it. A registry rejects a
 duplicate name and answers an unknown one with the closest matches, so a typo on the command line
 reads `unknown strategy 'few_shoot'; did you mean few_shot?` instead of a KeyError.
 """
@@ -64,11 +66,3 @@ class Registry(Generic[T]):
 TASKS: Registry = Registry("task")
 STRATEGIES: Registry = Registry("strategy")
 METRICS: Registry = Registry("metric")
-
-
-def load_all() -> None:
-    """Import the packages whose import fills the registries."""
-    import bench.metric_families  # noqa: F401
-    import bench.metrics  # noqa: F401
-    import strategies  # noqa: F401
-    import tasks  # noqa: F401

@@ -14,10 +14,14 @@ from typing import Any
 
 import yaml
 
+import bench.metrics  # noqa: F401  (fills METRICS: task.yaml names metrics)
 from bench.errors import BenchError, TaskError
 from bench.hashing import sha256_file
+from bench.metrics.base import reported_names
+from bench.registry import METRICS
 from bench.types import Doc, Example, Task
 
+MANIFEST = "manifest.json"  # written by the generators of bench.synth: sha256 of every data file
 REQUIRED_KEYS = ("name", "version", "description", "language", "kind", "metrics", "main_metric", "source", "license")
 OPTIONAL_KEYS = ("abstain_phrase", "instruction", "extra")
 KINDS = ("qa", "generation")
@@ -46,8 +50,6 @@ def _read_yaml(path: Path, problems: list[str]) -> dict:
 
 
 def _check_meta(meta: dict, path: Path, problems: list[str]) -> None:
-    from bench.metrics import metric_names, reported_names
-
     for key in REQUIRED_KEYS:
         if key not in meta or meta[key] in (None, "", []):
             problems.append(f"{path}: missing required key {key!r}")
@@ -62,7 +64,7 @@ def _check_meta(meta: dict, path: Path, problems: list[str]) -> None:
     if not isinstance(metrics, list):
         problems.append(f"{path}: metrics must be a list of metric families, e.g. [rouge, f1]")
         metrics = []
-    known = metric_names()
+    known = METRICS.names()
     for m in metrics:
         if m not in known:
             close = difflib.get_close_matches(str(m), known, n=1)
@@ -221,7 +223,30 @@ def validate_folder(folder: str | Path) -> list[str]:
     return _parse(Path(folder))[1]
 
 
+def verify_manifest(folder: Path) -> dict:
+    """The manifest, after checking every listed file's sha256; BenchError on the first mismatch."""
+    folder = Path(folder)
+    mpath = folder / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        files = dict(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BenchError(f"{mpath}: unreadable generator manifest ({type(e).__name__}); regenerate with scripts/generate_tasks.py") from None
+    for name, want in sorted(files.items()):
+        p = folder / name
+        if not p.is_file():
+            raise BenchError(f"{p}: missing; the manifest lists it; regenerate with scripts/generate_tasks.py")
+        got = sha256_file(p)
+        if got != want:
+            raise BenchError(f"{p}: sha256 {got[:12]}… does not match manifest {want[:12]}… (corrupted or edited); "
+                             "restore it from git or regenerate with scripts/generate_tasks.py")
+    return manifest
+
+
 def load_folder(folder: str | Path) -> Task:
+    """A validated Task; a generated folder (with manifest.json) must also match its recorded hashes."""
+    if (Path(folder) / MANIFEST).is_file():
+        verify_manifest(Path(folder))
     task, problems = _parse(Path(folder))
     if problems:
         raise TaskError(problems)
@@ -254,26 +279,15 @@ class FolderTask:
             "docs": count("docs.jsonl"),
             "license": meta.get("license", "?"),
             "source": meta.get("source", "?"),
+            **self._generator(),
         }
 
-
-def looks_like_path(word: str) -> bool:
-    return "/" in word or word.startswith(".") or Path(word).is_dir()
-
-
-def resolve_task(word: str) -> Task:
-    """A task from a CLI word: a folder path, or a registered task name."""
-    from bench.registry import TASKS, load_all
-
-    load_all()
-    if word in TASKS:
-        return TASKS.get(word).load()
-    if looks_like_path(word):
-        if not Path(word).exists():
-            raise BenchError(f"--task {word}: no such folder; pass a task folder or a name from `bench ls tasks`")
-        from bench.synth.common import MANIFEST, verify_manifest
-
-        if (Path(word) / MANIFEST).is_file():  # a generated task: its files must match their hashes
-            verify_manifest(Path(word))
-        return load_folder(word)
-    raise BenchError(TASKS.unknown_message(word))
+    def _generator(self) -> dict:
+        path = self.folder / MANIFEST
+        if not path.is_file():
+            return {}
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+            return {"generator": f"{m.get('generator')} v{m.get('generator_version')} seed {m.get('seed')}"}
+        except (OSError, ValueError):
+            return {"generator": "manifest unreadable"}

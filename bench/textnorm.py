@@ -1,7 +1,10 @@
 """Text normalisation shared by every scorer: Unicode-aware tokens, SQuAD-style answer normalisation.
 
 rouge-score's default tokenizer keeps only [a-z0-9], so a Russian reference scores 0 against itself;
-everything here uses Unicode word characters instead.
+everything here uses Unicode word characters instead. `terms` is the BM25 view of the same words:
+English keeps whole words; inflected languages such as Russian (температура / температуре /
+температуры) lose most lexical matches that way, so `prefix` stemming keeps each word's first N
+characters — crude, dependency-free, and measured to help on Russian (docs/retrieval.md).
 """
 
 from __future__ import annotations
@@ -35,3 +38,11 @@ def split_sentences(text: str) -> list[str]:
     for line in text.splitlines():
         out.extend(s.strip() for s in re.split(r"(?<=[.!?…])\s+", line) if s.strip())
     return out
+
+
+def terms(text: str, stemming: str = "none", prefix_len: int = 5) -> list[str]:
+    """BM25 terms: lower-cased (casefold, ё→е) Unicode words, optionally cut to their first prefix_len characters."""
+    found = _WORD.findall(text.casefold().replace("ё", "е"))
+    if stemming == "prefix":
+        return [w[:prefix_len] for w in found]
+    return found

@@ -1,14 +1,17 @@
-"""The shared data shapes of bench: what flows between tasks, strategies, backends and scorers.
+"""The shared data shapes of bench: what flows between tasks, strategies, backends, scorers and reports.
 
 Everything here is a plain frozen dataclass so that it can be hashed into cache keys and written to
-JSON without surprises.
+JSON without surprises. `Row` is the one constructor of a rows.jsonl line (DESIGN.md): a `CellKey`
+(which cell) plus a `Measure` (one metric's value over the cell's items).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
+
+from bench.hashing import sha256_json
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,6 @@ class Task:
 
     @property
     def sha256(self) -> str:
-        from bench.hashing import sha256_json
-
         return sha256_json(self.files_sha256)
 
 
@@ -114,3 +115,84 @@ class Score:
     metric: str
     value: Optional[float]
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved piece of text: which document it came from, its rank and score."""
+
+    doc_id: str
+    title: str
+    text: str
+    score: float = 0.0
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class Prices:
+    """A price sheet that turns measured costs into money (estimates, marked as such in reports)."""
+
+    gpu_hour: float = 2.0
+    cpu_hour: float = 0.05
+    per_1k_tokens: float = 0.0
+
+
+# -- rows.jsonl -------------------------------------------------------------------------------------
+ROW_KINDS = ("quality", "cost", "probe", "stratum")
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """Which cell a row belongs to: (task, strategy, model, seed) and what identifies each."""
+
+    task: str
+    task_version: str
+    strategy: str  # the arm's canonical name, e.g. lora+rag
+    family: str  # the arm's strategy family (fine-tuning if any part trains, else retrieval, else prompting)
+    model: str
+    model_sha256: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One metric's value over a set of items, with its interval and how many items failed.
+
+    kind: quality (a task metric), cost (latency, tokens), probe (forgetting probes and their deltas),
+    stratum (a quality metric within one SliCK stratum). scorer: the registered metric that reports it.
+    extra: kind-specific fields (a probe's language and timing, a delta's base value, ...).
+    """
+
+    metric: str
+    value: Optional[float]
+    n: int
+    n_failed: int = 0
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    higher_is_better: bool = True
+    main: bool = False
+    kind: str = "quality"
+    scorer: Optional[str] = None
+    stratum: Optional[str] = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of rows.jsonl: a Measure of one cell. `to_dict` is the line; `from_dict` reads one back."""
+
+    key: CellKey
+    measure: Measure
+
+    def to_dict(self) -> dict:
+        m = asdict(self.measure)
+        extra = m.pop("extra") or {}
+        return {**asdict(self.key), **m, **extra}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Row":
+        key_names = CellKey.__dataclass_fields__
+        measure_names = [f for f in Measure.__dataclass_fields__ if f != "extra"]
+        key = CellKey(**{k: d.get(k) for k in key_names})
+        extra = {k: v for k, v in d.items() if k not in key_names and k not in measure_names}
+        return cls(key, Measure(**{k: d.get(k) for k in measure_names if k in d}, extra=extra))

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.backends.llama import LlamaBackend, open_llama  # noqa: E402
-from bench.cache import GenerationCache  # noqa: E402
 from bench.config import RunConfig  # noqa: E402
-from bench.context import CellContext  # noqa: E402
-from bench.models import resolve_model  # noqa: E402
+from bench.models.llama import LlamaBackend, open_llama  # noqa: E402
+from bench.models.resolve import resolve_model  # noqa: E402
+from bench.run.cache import GenerationCache  # noqa: E402
+from bench.run.context import CellContext  # noqa: E402
 from bench.types import GenParams  # noqa: E402
 
 TOPICS = ["the ocean", "a library", "winter", "bread", "a bicycle", "the moon", "a garden", "coffee", "trains", "music"]

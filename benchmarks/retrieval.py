@@ -68,9 +68,9 @@ def raw_build(docs, batch_size: int):
     import faiss
     from sentence_transformers import SentenceTransformer
 
-    from bench.embeddings import _minilm
+    from bench.models.embedders import minilm_path
 
-    model = SentenceTransformer(str(_minilm()), device="cpu")
+    model = SentenceTransformer(str(minilm_path()), device="cpu")
     texts = [f"{d.title}: {d.text}" for d in docs]
     t0 = time.perf_counter()
     vecs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
@@ -88,9 +88,9 @@ def raw_build(docs, batch_size: int):
 
 
 def bench_build(docs, batch_size: int, cache: Path):
-    from bench.embeddings import load_embedder
-    from bench.retrieval.params import RagParams
-    from bench.retrieval.retriever import Retriever
+    from bench.models.embedders import load_embedder
+    from strategies.retrieval.params import RagParams
+    from strategies.retrieval.retriever import Retriever
 
     load_embedder("all-minilm-l6-v2")  # loading the model is not index work (the raw path loads it too)
     params = RagParams(retriever="dense", embedder="all-minilm-l6-v2", k=4, batch_size=batch_size)
@@ -102,7 +102,7 @@ def bench_build(docs, batch_size: int, cache: Path):
 
 
 def reopen(docs, params, cache: Path) -> tuple[float, float, bool]:
-    from bench.retrieval import retriever as mod
+    from strategies.retrieval import retriever as mod
 
     t0 = time.perf_counter()
     mod.Retriever.open(docs, params, "en", cache)  # from the in-process memo
@@ -131,10 +131,10 @@ def timed_queries(paths: dict, queries) -> dict:
 
 
 def quality() -> None:
+    from bench.metrics.retrieval import retrieval_outcomes
     from benchmarks.ru_facts import DOCS, QUESTIONS
-    from bench.retrieval.metrics import retrieval_outcomes
-    from bench.retrieval.params import RagParams
-    from bench.retrieval.retriever import Retriever
+    from strategies.retrieval.params import RagParams
+    from strategies.retrieval.retriever import Retriever
 
     docs = [Doc(*d) for d in DOCS]
     print(f"\nRussian set: {len(docs)} docs, {len(QUESTIONS)} questions (title not indexed, to make it harder)")
@@ -175,7 +175,7 @@ def main() -> None:
                     print(f"build  raw sentence-transformers + faiss: {raw_s:.2f}s  "
                           f"({len(docs) / raw_s:.0f} passages/s; {load()})")
                 else:
-                    from bench.retrieval import retriever as mod
+                    from strategies.retrieval import retriever as mod
 
                     mod._LOADED.clear()
                     cache = Path(tmp) / f"round{r}"

@@ -62,13 +62,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from bench.backends.hf import template_for
-    from bench.convert import hf_checkpoint, load_pretrained
-    from bench.models import resolve_model
+    from bench.models.convert import hf_checkpoint, load_pretrained
+    from bench.models.hf import template_for
+    from bench.models.resolve import resolve_model
     from bench.taskio import load_folder
-    from bench.training.data import sft_records
-    from bench.training.params import LoraParams
-    from bench.training.trainer import TrainJob, train_adapter
+    from strategies.training.data import sft_records
+    from strategies.training.params import LoraParams
+    from strategies.training.trainer import TrainJob, train_adapter
 
     root = Path(__file__).resolve().parents[1]
     cache = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="bench-train-"))

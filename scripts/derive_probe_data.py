@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Derive the fixed probe sets of bench/probes/data and the English abstention phrase list.
+"""Derive the fixed probe sets of bench/run/probes/data and the English abstention phrase list.
 
 Why a script: the probes (forgetting and abstention) must ship inside the repo, small, with their
 licences, and never read ../shared or a package cache at run time. Sources:
@@ -27,8 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "probes" / "data"
-LEX = ROOT / "bench" / "lexicons"
+OUT = ROOT / "bench" / "run" / "probes" / "data"
+LEX = ROOT / "bench" / "metrics" / "lexicons"
 
 
 def h(key: str) -> int:
@@ -94,7 +94,7 @@ def tofu(shared: Path) -> dict:
         "# TOFU idontknow.jsonl (locuslab/tofu, commit bdc209e; MIT, see LICENSE.tofu): English refusal phrasings.\n"
         + "\n".join(lines) + "\n", encoding="utf-8")
     shutil.copyfile(shared / "tofu" / "LICENSE", LEX / "LICENSE.tofu")
-    info["idontknow"] = {"file": "bench/lexicons/abstain_en_tofu.txt", "items": len(lines), "sha256": sha256(src)}
+    info["idontknow"] = {"file": "bench/metrics/lexicons/abstain_en_tofu.txt", "items": len(lines), "sha256": sha256(src)}
     info["citation"] = "Maini et al., TOFU: A Task of Fictitious Unlearning for LLMs, 2024"
     return info
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
 from bench.types import Doc, Example, Prediction
 
 if TYPE_CHECKING:
-    from bench.backends.base import Backend
-    from bench.context import CellContext
+    from bench.models.backend import Backend
+    from bench.run.context import CellContext
 
 
 @dataclass(frozen=True)
@@ -30,22 +30,17 @@ class NoParams:
     """For strategies without settings."""
 
 
-@dataclass(frozen=True)
-class Passage:
-    """A retrieved piece of text: which document it came from, its rank and score."""
-
-    doc_id: str
-    title: str
-    text: str
-    score: float = 0.0
-    rank: int = 0
-
-
 class Strategy:
+    """A registered strategy. Attributes: `name` (the CLI name), `family` (prompting, retrieval or
+    fine-tuning: set by the family base class, written into every row), `description` (one line for
+    `bench ls strategies`), `Params` (a frozen dataclass of its settings; part of every cache key),
+    `diagnostic` (it reads gold information, like rag_oracle: reported as a ceiling, never recommended)."""
+
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
+    diagnostic: ClassVar[bool] = False
 
     def __init__(self, params: Optional[object] = None):
         self.params = params if params is not None else self.Params()
@@ -69,6 +64,7 @@ class RetrievalStrategy(Strategy):
         """Build (or load from cache) the index over the task's docs; record its cost in ctx."""
 
     def retrieve(self, example: Example, ctx: "CellContext") -> list[Passage]:
+        """The passages for one example, best first."""
         raise NotImplementedError
 
     @staticmethod
@@ -80,11 +76,9 @@ class RetrievalStrategy(Strategy):
 
 
 class FinetuneStrategy(Strategy):
-    family = "finetune"
+    family = "fine-tuning"
 
     def adapt(self, ctx: "CellContext") -> "Backend":
         """Train (or load the cached adapter), record costs in ctx, and return the adapted model."""
         raise NotImplementedError
 
-
-FAMILIES = ("finetune", "retrieval", "prompting")

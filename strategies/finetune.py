@@ -19,14 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
 from bench.hashing import sha256_json
-from bench.models import ModelSpec
+from bench.models.convert import export_gguf, weights_location
+from bench.models.hf import HFBackend, template_for
+from bench.models.llama import LlamaBackend
+from bench.models.resolve import ModelSpec
 from bench.registry import STRATEGIES
-from bench.training import params as P
 from strategies.base import FinetuneStrategy
+from strategies.training.data import doc_records, sft_records, split_train_val
+from strategies.training.methods import METHODS, Method, get_method
+from strategies.training.trainer import LOG_FILE, PLOT_FILE, TrainJob, train_adapter
+from strategies.training.weights import load_trained
 
 if TYPE_CHECKING:
-    from bench.backends.base import Backend
-    from bench.context import CellContext
+    from bench.models.backend import Backend
+    from bench.run.context import CellContext
 
 
 class _Finetune(FinetuneStrategy):
@@ -35,9 +41,6 @@ class _Finetune(FinetuneStrategy):
     uses_docs = False
 
     def job(self, ctx: "CellContext") -> Any:
-        from bench.training.data import doc_records, sft_records, split_train_val
-        from bench.training.trainer import TrainJob
-
         p = self.params
         template = self._template(ctx)
         train, val = split_train_val(ctx.task.train, p.val_fraction, ctx.seed, option=f"{self.name}.val_fraction")
@@ -58,16 +61,11 @@ class _Finetune(FinetuneStrategy):
             return ctx.backend.template
         from transformers import AutoTokenizer
 
-        from bench.backends.hf import template_for
-        from bench.convert import hf_checkpoint
 
-        spec = ctx.model
-        where = spec.hf_id if (spec.kind == "hf" and spec.path is None) else str(hf_checkpoint(spec, ctx.config.resolved_cache_dir()))
-        return template_for(spec, AutoTokenizer.from_pretrained(where))
+        where = weights_location(ctx.model, ctx.config.resolved_cache_dir())
+        return template_for(ctx.model, AutoTokenizer.from_pretrained(where))
 
     def adapt(self, ctx: "CellContext") -> "Backend":
-        from bench.training.trainer import LOG_FILE, PLOT_FILE, train_adapter
-
         job = self.job(ctx)
         result = train_adapter(job)
         if ctx.work_dir is not None:
@@ -88,9 +86,6 @@ class _Finetune(FinetuneStrategy):
         return self.serve(ctx, job, result)
 
     def serve(self, ctx: "CellContext", job: Any, result: Any) -> "Backend":
-        from bench.training.methods import get_method
-        from bench.training.weights import load_trained
-
         p = self.params
         method = get_method(self.name)
         cache_dir = ctx.config.resolved_cache_dir()
@@ -98,7 +93,6 @@ class _Finetune(FinetuneStrategy):
         t0 = time.perf_counter()
         if use_gguf:
             gguf, export_s, exported = merged_gguf(ctx.model, cache_dir, method, result.folder, p.export_dtype)
-            from bench.backends.llama import LlamaBackend
 
             digest = sha256_json([ctx.model.sha256, job.key, p.export_dtype])
             spec = ModelSpec(f"{ctx.model.name}+{self.name}", "gguf", path=gguf, sha256=digest, chat=ctx.model.chat,
@@ -108,7 +102,6 @@ class _Finetune(FinetuneStrategy):
                             export_seconds=round(export_s, 3), exported_now=exported,
                             load_seconds=round(time.perf_counter() - t0 - export_s, 3))
             return backend
-        from bench.backends.hf import HFBackend
 
         model, tok = load_trained(ctx.model, cache_dir, method, result.folder / "adapter", merged=False)
         backend = HFBackend(ctx.model, cache_dir, threads=ctx.config.threads, model=model, tokenizer=tok,
@@ -120,8 +113,6 @@ class _Finetune(FinetuneStrategy):
 
 def merged_gguf(spec: ModelSpec, cache_dir: Path, method: Any, folder: Path, dtype: str) -> tuple[Path, float, bool]:
     """The merged model as GGUF beside its adapter in the cache (exported once, atomically)."""
-    from bench.convert import export_gguf
-    from bench.training.weights import load_trained
 
     target = Path(folder) / f"merged-{dtype}.gguf"
     if target.is_file():
@@ -140,22 +131,14 @@ def merged_gguf(spec: ModelSpec, cache_dir: Path, method: Any, folder: Path, dty
     return target, time.perf_counter() - t0, True
 
 
-def _declare(name: str, params: type, description: str, docs: bool = False) -> type:
-    cls = type(name.title().replace("_", ""), (_Finetune,), {
-        "name": name, "description": description, "Params": params, "uses_docs": docs,
-        "__doc__": description, "__module__": __name__,
+def _declare(method: Method) -> type:
+    """A registered strategy class for one row of the method table."""
+    cls = type(method.name.title().replace("_", ""), (_Finetune,), {
+        "name": method.name, "description": method.description, "Params": method.params,
+        "uses_docs": method.uses_docs, "__doc__": method.description, "__module__": __name__,
     })
-    return STRATEGIES.register(name)(cls)
+    return STRATEGIES.register(method.name)(cls)
 
 
-Lora = _declare("lora", P.LoraParams, "LoRA adapters (r=16, all linear layers) on the train split")
-QLora = _declare("qlora", P.QLoraParams, "LoRA on a 4-bit NF4 base with double quantization (the seeds' QLoRA)")
-Full = _declare("full", P.FullParams, "full fine-tuning: every weight trains")
-Dora = _declare("dora", P.LoraParams, "DoRA: LoRA with a learned magnitude per output (weight-decomposed)")
-AdaLora = _declare("adalora", P.AdaLoraParams, "AdaLoRA: LoRA whose ranks are pruned to a budget while training")
-Loftq = _declare("loftq", P.LoftqParams, "LoftQ: LoRA initialised from the SVD of the 4-bit quantization error, on the 4-bit base")
-IA3 = _declare("ia3", P.IA3Params, "IA3: learned scaling vectors on keys, values and the MLP")
-Prefix = _declare("prefix", P.VirtualTokenParams, "prefix tuning: learned key/value prefixes in every layer (served unmerged)")
-PromptTuning = _declare("prompt_tuning", P.VirtualTokenParams, "prompt tuning: learned soft-prompt embeddings (served unmerged)")
-Freeze = _declare("freeze", P.FreezeParams, "layer freezing: only the top N transformer blocks train")
-CptLora = _declare("cpt_lora", P.CptLoraParams, "continued pretraining: LoRA on the task's docs (every token) plus the train split", docs=True)
+for _method in METHODS.values():
+    _declare(_method)

@@ -14,7 +14,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bench.prompts import build_messages, extract_answer
+from bench.metrics.text import rouge_f
+from bench.models.embedders import load_embedder
+from bench.prompts import build_messages, extract_answer, format_query
 from bench.registry import STRATEGIES
 from bench.seeding import rng
 from bench.textnorm import normalize_answer
@@ -60,8 +62,6 @@ class FewShot(PromptingStrategy):
         self._pool = list(ctx.task.train)
         self._vecs = None
         if self.params.selection == "similar" and self._pool:
-            from bench.embeddings import load_embedder
-            from bench.prompts import format_query
 
             self._embedder = load_embedder(self.params.embedder)
             self._vecs = self._embedder.encode([format_query(e) for e in self._pool])
@@ -70,7 +70,6 @@ class FewShot(PromptingStrategy):
         pool = [e for e in self._pool if e.id != example.id]
         k = min(self.params.k, len(pool))
         if self._vecs is not None:
-            from bench.prompts import format_query
 
             q = self._embedder.encode([format_query(example)])[0]
             sims = self._vecs @ q
@@ -126,7 +125,6 @@ class SelfConsistencyParams:
 
 def medoid(texts: list[str], language: str) -> int:
     """Index of the text with the highest mean ROUGE-L to the others (long-form 'majority')."""
-    from bench.metrics import rouge_f
 
     if len(texts) <= 2:
         return 0

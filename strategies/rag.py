@@ -14,11 +14,11 @@ import time
 
 from bench.errors import BenchError
 from bench.registry import STRATEGIES
-from bench.retrieval.params import RagParams
-from bench.retrieval.retriever import Retriever
 from bench.stats import percentile
-from bench.types import Example
-from strategies.base import NoParams, Passage, RetrievalStrategy
+from bench.types import Example, Passage
+from strategies.base import NoParams, RetrievalStrategy
+from strategies.retrieval.params import RagParams
+from strategies.retrieval.retriever import Retriever
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class RagOracle(RetrievalStrategy):
     name = "rag_oracle"
     description = "the gold documents of each item (its doc_ids) in the prompt: the reader's ceiling for rag"
     Params = NoParams
+    diagnostic = True
 
     def prepare(self, ctx) -> None:
         docs = self.corpus(ctx)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 from typing import Callable, Optional
 
-from bench.backends.base import Backend
-from bench.chat import ChatTemplate
-from bench.types import GenParams, Generation
+from bench.models.backend import Backend
+from bench.models.chat import ChatTemplate
+from bench.types import Generation, GenParams
 
 
 def default_answer(prompt: str) -> str:

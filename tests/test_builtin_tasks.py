@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.abstention import detect, is_abstention
 from bench.errors import BenchError
-from bench.langcheck import language_check
-from bench.metric_families.abstention import rates
-from bench.metric_families.choice import decision
-from bench.metric_families.mri_consistency import check
-from bench.registry import TASKS, load_all
+from bench.metrics.abstention import detect, is_abstention, rates
+from bench.metrics.choice import decision
+from bench.metrics.mri_consistency import check
+from bench.plugins import load_plugins
+from bench.registry import TASKS
+from bench.report.langcheck import language_check
 from bench.synth import facts, mri
-from bench.synth.common import VerifiedFolderTask, folder_digest, verify_manifest
-from bench.taskio import load_folder, validate_folder
+from bench.synth.common import folder_digest
+from bench.taskio import FolderTask, load_folder, validate_folder, verify_manifest
 from bench.types import Example
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_committed_generated_folders_match_their_generator(tmp_path, name):
 def test_builtin_task_validates_and_describes_itself(name):
     folder = ROOT / "tasks" / name
     assert validate_folder(folder) == []
-    load_all()
+    load_plugins()
     d = TASKS.get(name).describe()
     for key in ("language", "license", "source", "train", "test"):
         assert d[key] not in (None, "", "?"), key
@@ -105,7 +105,7 @@ def test_corrupted_generated_file_is_refused(tmp_path):
     with (folder / "test.jsonl").open("a", encoding="utf-8") as f:
         f.write("\n")
     with pytest.raises(BenchError) as e:
-        VerifiedFolderTask(folder).load()
+        FolderTask(folder).load()
     msg = str(e.value)
     assert "test.jsonl" in msg and "sha256" in msg and "\n" not in msg
 
@@ -176,11 +176,11 @@ def test_language_check():
 
 
 def test_slick_strata_with_a_scripted_model():
-    from bench.cache import GenerationCache
     from bench.config import RunConfig
-    from bench.context import CellContext
-    from bench.models import ModelSpec
-    from bench.strata import metrics_by_stratum, slick_strata
+    from bench.models.resolve import ModelSpec
+    from bench.run.cache import GenerationCache
+    from bench.run.context import CellContext
+    from bench.run.strata import metrics_by_stratum, slick_strata
     from tests.fakes import FakeBackend
 
     task = load_folder(ROOT / "tasks" / "facts")
@@ -200,9 +200,9 @@ def test_slick_strata_with_a_scripted_model():
     assert sum(v["f1"]["n"] for v in by.values()) == 10
 
 
-def test_stratum_rows_use_family_aggregates():
-    from bench.scoring import score_prediction
-    from bench.strata import stratum_rows
+def test_stratum_measures_use_each_metrics_own_aggregate():
+    from bench.metrics.scoring import score_prediction
+    from bench.run.strata import stratum_measures
     from bench.types import Prediction
 
     task = load_folder(ROOT / "tasks" / "facts")
@@ -210,9 +210,12 @@ def test_stratum_rows_use_family_aggregates():
     per = [score_prediction(Prediction(e.id, "I don't know" if i % 2 else e.output), e, task) for i, e in enumerate(examples)]
     strata = {e.id: ("unanswerable" if not e.answerable else ("highly_known" if i < 6 else "unknown"))
               for i, e in enumerate(examples)}
-    rows = stratum_rows(task, examples, per, strata)
-    assert {r["stratum"] for r in rows} >= {"highly_known", "unknown"}
-    assert all(r["kind"] == "stratum" for r in rows)
+    rows = stratum_measures(task, examples, per, strata)
+    assert {r.stratum for r in rows} >= {"highly_known", "unknown"}
+    assert all(r.kind == "stratum" and not r.main for r in rows)
+    # abstention precision within the unanswerable stratum: every abstention there is right
+    prec = next(r for r in rows if r.stratum == "unanswerable" and r.metric == "abstention_precision")
+    assert prec.value in (None, 1.0)
 
 
 def test_language_check_flags_echoed_questions():
@@ -222,7 +225,7 @@ def test_language_check_flags_echoed_questions():
 
 
 def test_slick_correctness_uses_the_label_of_closed_answer_sets():
-    from bench.strata import is_correct, stratum
+    from bench.run.strata import is_correct, stratum
 
     task = load_folder(ROOT / "tasks" / "pubmedqa")
     ex = task.test[0]
@@ -235,13 +238,18 @@ def test_slick_correctness_uses_the_label_of_closed_answer_sets():
 
 
 def test_check_run_reads_a_run_folder(tmp_path):
-    from bench.langcheck import check_run
+    from bench.report.data import load
+    from bench.report.langcheck import check_run
+    from bench.results import cell_id, write_rows
+    from bench.types import CellKey, Measure, Row
 
     run = tmp_path / "run"
-    cell = run / "cells" / "mri_reports_ru__zero_shot__smollm2-135m__s0"
+    cell = run / "cells" / cell_id("mri_reports_ru", "zero_shot", "smollm2-135m", 0)
     cell.mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"tasks": {"mri_reports_ru": {"path": str(ROOT / "tasks/mri_reports_ru")}}}))
+    (run / "manifest.json").write_text(json.dumps({"tasks": {"mri_reports_ru": {"language": "ru"}}}))
+    key = CellKey("mri_reports_ru", "1", "zero_shot", "prompting", "smollm2-135m", "0" * 12, 0)
+    write_rows(run / "rows.jsonl", [Row(key, Measure("rougeL", 0.0, 3, scorer="rouge", main=True))])
     (cell / "scores.jsonl").write_text("".join(json.dumps({"example_id": f"e{i}", "answer": "The MRI shows",
                                                            "scores": {"rougeL": 0.0}}) + "\n" for i in range(3)))
-    (res,) = check_run(run)
+    (res,) = check_run(load(run))
     assert res["task"] == "mri_reports_ru" and res["verdict"] == "wrong_language" and res["at_floor"]

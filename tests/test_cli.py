@@ -76,11 +76,11 @@ def test_killed_real_run_resumes_to_the_same_rows(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bench", *args, "--out", str(out_a)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out_a / "r" / "cells").glob("*/rows.json")):
+    while time.time() < deadline and not list((out_a / "r" / "cells").glob("*/rows.jsonl")):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = list((out_a / "r" / "cells").glob("*/rows.json"))
+    done = list((out_a / "r" / "cells").glob("*/rows.jsonl"))
     assert 1 <= len(done) < 3, "kill should land after the first cell and before the last"
     resumed = bench(*args, "--out", str(out_a))
     assert resumed.returncode == 0, resumed.stderr

@@ -1,4 +1,4 @@
-"""bench.estimate against published figures, each within +-25 % (memory in GiB, as torch reports it)."""
+"""bench.report.estimate against published figures, each within +-25 % (memory in GiB, as torch reports it)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.estimate import estimate, parse_params, resolve_arch
+from bench.report.estimate import estimate, parse_params, resolve_arch
 
 
 def within(x: float, target: float, tol: float = 0.25) -> bool:

@@ -14,16 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from bench.cache import GenerationCache
 from bench.config import RunConfig
-from bench.context import CellContext
 from bench.errors import BenchError
-from bench.registry import STRATEGIES, load_all
+from bench.plugins import load_plugins
+from bench.registry import STRATEGIES
+from bench.run.cache import GenerationCache
+from bench.run.context import CellContext
 from bench.taskio import load_folder
 from tests.conftest import write_task
 
-load_all()
-FT_METHODS = ["lora", "qlora", "full", "dora", "adalora", "loftq", "ia3", "prefix", "prompt_tuning", "freeze", "cpt_lora"]
+load_plugins()
+from strategies.training.methods import METHODS  # noqa: E402
+
+FT_METHODS = list(METHODS)
 TINY = {"max_steps": 1, "batch_size": 2, "max_length": 48, "val_fraction": 0.0, "threads": 2}
 
 
@@ -36,8 +39,8 @@ def ft_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm(ft_cache):
     """The packaged SmolLM2 spec with its safetensors conversion done once for the session."""
-    from bench.convert import hf_checkpoint
-    from bench.models import resolve_model
+    from bench.models.convert import hf_checkpoint
+    from bench.models.resolve import resolve_model
 
     spec = resolve_model("smollm2-135m", ft_cache)
     hf_checkpoint(spec, ft_cache)
@@ -84,8 +87,8 @@ def test_bad_params_rejected_by_config(name, params, words):
 
 
 def test_too_little_data_for_validation():
-    from bench.training.data import split_train_val
     from bench.types import Example
+    from strategies.training.data import split_train_val
 
     ex = [Example(str(i), "q", "", "a") for i in range(2)]
     with pytest.raises(BenchError, match="val_fraction"):
@@ -96,9 +99,9 @@ def test_too_little_data_for_validation():
 
 
 def test_architecture_and_range_checks_before_training(smollm, ft_cache, ft_task, tmp_path, monkeypatch):
-    import bench.training.trainer as T
+    import strategies.training.trainer as trainer_module
 
-    monkeypatch.setattr(T, "_train", lambda *a, **k: pytest.fail("trained despite bad input"))
+    monkeypatch.setattr(trainer_module, "_train", lambda *a, **k: pytest.fail("trained despite bad input"))
     strat, ctx = make_ctx(ft_task, smollm, ft_cache, tmp_path, "freeze", {**TINY, "train_top_layers": 99})
     with pytest.raises(BenchError, match="train_top_layers"):
         strat.adapt(ctx)
@@ -111,14 +114,15 @@ def test_architecture_and_range_checks_before_training(smollm, ft_cache, ft_task
 def test_every_method_is_registered_with_params():
     for name in FT_METHODS:
         cls = STRATEGIES.get(name)
-        assert cls.family == "finetune" and cls.description and cls.Params().validate() is None
+        assert cls.family == "fine-tuning" and cls.description and cls.Params().validate() is None
+        assert cls.Params is METHODS[name].params and cls.description == METHODS[name].description
 
 
 # -- training ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [m for m in FT_METHODS if m != "lora"])  # lora: the lora_run fixture below
 def test_each_method_trains_a_step(name, smollm, ft_cache, ft_task):
-    from bench.training.trainer import train_adapter
+    from strategies.training.trainer import train_adapter
 
     extra = {"target_modules": "q_proj"} if name == "loftq" else {}  # LoftQ's SVD init is the slow part
     strat, ctx = make_ctx(ft_task, smollm, ft_cache, None, name, {**TINY, **extra})
@@ -133,7 +137,7 @@ def test_each_method_trains_a_step(name, smollm, ft_cache, ft_task):
 @pytest.fixture(scope="module")
 def lora_run(smollm, ft_cache, ft_task, tmp_path_factory):
     """One real LoRA fine-tune (a few steps, validation on) served as a merged GGUF by llama.cpp."""
-    from bench.backends.llama import LlamaBackend
+    from bench.models.llama import LlamaBackend
 
     base = LlamaBackend(smollm, threads=2)
     work = tmp_path_factory.mktemp("lora_cell")
@@ -163,9 +167,9 @@ def test_lora_lowers_loss_and_logs(lora_run):
 def test_lora_changes_only_adapter_weights(lora_run, smollm, ft_cache):
     import torch
 
-    from bench.convert import load_pretrained
-    from bench.training.methods import get_method
-    from bench.training.weights import load_trained
+    from bench.models.convert import load_pretrained
+    from strategies.training.methods import get_method
+    from strategies.training.weights import load_trained
 
     _, ctx, _, _ = lora_run
     folder = ft_cache / "adapters" / ctx.costs["train"]["adapter_key"] / "adapter"
@@ -195,10 +199,10 @@ def test_merged_gguf_loads_in_llama_cpp_and_generates(lora_run, ft_task):
 
 @pytest.mark.slow
 def test_adapter_cache_hit_trains_nothing(lora_run, smollm, ft_cache, ft_task, tmp_path, monkeypatch):
-    import bench.training.trainer as T
+    import strategies.training.trainer as trainer_module
 
     strat, first, _, base = lora_run
-    monkeypatch.setattr(T, "_train", lambda *a, **k: pytest.fail("trained again on a cache hit"))
+    monkeypatch.setattr(trainer_module, "_train", lambda *a, **k: pytest.fail("trained again on a cache hit"))
     params = {f: getattr(strat.params, f) for f in ("max_steps", "batch_size", "learning_rate", "val_fraction",
                                                     "eval_every", "max_length", "threads")}
     strat2, ctx = make_ctx(ft_task, smollm, ft_cache, tmp_path, "lora", params, backend=base)
@@ -217,8 +221,8 @@ def test_full_changes_base_weights(smollm, ft_cache, ft_task):
     import torch
     from safetensors.torch import load_file
 
-    from bench.convert import load_pretrained
-    from bench.training.trainer import train_adapter
+    from bench.models.convert import load_pretrained
+    from strategies.training.trainer import train_adapter
 
     strat, ctx = make_ctx(ft_task, smollm, ft_cache, None, "full", {**TINY, "learning_rate": 1e-4})
     res = train_adapter(strat.job(ctx))
@@ -235,10 +239,10 @@ def test_qlora_base_layers_are_4bit(smollm, ft_cache):
     import bitsandbytes as bnb
     import torch
 
-    from bench.convert import load_pretrained
-    from bench.training.methods import get_method, quantization_config
-    from bench.training.params import QLoraParams
-    from bench.training.weights import prepare
+    from bench.models.convert import load_pretrained
+    from strategies.training.methods import get_method, quantization_config
+    from strategies.training.params import QLoraParams
+    from strategies.training.weights import prepare
 
     q = quantization_config("cpu")
     assert q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant and q.bnb_4bit_compute_dtype == torch.float32
@@ -251,8 +255,8 @@ def test_qlora_base_layers_are_4bit(smollm, ft_cache):
 
 @pytest.mark.slow
 def test_hf_backend_matches_template_and_generates(smollm, ft_cache, ft_task):
-    from bench.backends.hf import HFBackend
-    from bench.backends.llama import LlamaBackend
+    from bench.models.hf import HFBackend
+    from bench.models.llama import LlamaBackend
     from bench.prompts import build_messages
     from bench.types import GenParams
 

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from bench.backends.llama import LlamaBackend
-from bench.chat import ChatTemplate
-from bench.models import resolve_model
+from bench.models.chat import ChatTemplate
+from bench.models.llama import LlamaBackend
+from bench.models.resolve import resolve_model
 from bench.types import GenParams
 
 pytestmark = pytest.mark.slow

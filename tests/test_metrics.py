@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.metrics import rouge_f, token_f1
-from bench.scoring import aggregate, score_prediction
+from bench.metrics.scoring import aggregate, score_prediction
+from bench.metrics.text import rouge_f, token_f1
 from bench.taskio import load_folder
 from bench.types import Prediction
 from tests.conftest import write_task
@@ -48,8 +48,35 @@ def test_failures_are_counted_not_averaged(tmp_path):
              Prediction(exs[2].id, None, error="boom"), Prediction(exs[3].id, exs[3].output)]
     per = [score_prediction(p, e, task) for p, e in zip(preds, exs)]
     assert per[2]["f1"]["value"] is None and "boom" in per[2]["f1"]["reason"]
-    rows = {r["metric"]: r for r in aggregate(task, exs, per)}
-    assert rows["exact_match"]["value"] == pytest.approx(2 / 3)
-    assert rows["exact_match"]["n"] == 3 and rows["exact_match"]["n_failed"] == 1
-    assert rows["f1"]["main"] and not rows["rouge1"]["main"]
-    assert rows["f1"]["ci_low"] <= rows["f1"]["value"] <= rows["f1"]["ci_high"]
+    rows = {m.metric: m for m in aggregate(task, exs, per)}
+    assert rows["exact_match"].value == pytest.approx(2 / 3)
+    assert rows["exact_match"].n == 3 and rows["exact_match"].n_failed == 1
+    assert rows["f1"].main and not rows["rouge1"].main and rows["rouge1"].scorer == "rouge"
+    assert rows["f1"].ci_low <= rows["f1"].value <= rows["f1"].ci_high
+
+
+@pytest.mark.parametrize("task_name", ["demo", "mri_reports_ru"])
+def test_evaluate_modules_match_benchs_scorer_offline(task_name, monkeypatch):
+    """`evaluate.load(<bench's module folder>)` works offline and gives the scorer's numbers."""
+    import evaluate
+
+    from bench.metrics.hf_evaluate import module_path
+    from bench.run.plan import resolve_task
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    task = resolve_task(task_name)
+    exs = list(task.test[:8])
+    # predictions of every quality: exact, a neighbour's answer, a truncated answer, empty
+    preds = [e.output if i % 4 == 0 else exs[(i + 1) % len(exs)].output if i % 4 == 1 else e.output[: len(e.output) // 2]
+             if i % 4 == 2 else "" for i, e in enumerate(exs)]
+    mini = task.__class__(**{**task.__dict__, "metrics": ("rouge", "exact_match", "f1")})
+    per = [score_prediction(Prediction(e.id, p), e, mini) for p, e in zip(preds, exs)]
+    ours = {m.metric: m.value for m in aggregate(mini, exs, per)}
+    refs = [e.output for e in exs]
+    rouge = evaluate.load(module_path("bench_rouge")).compute(predictions=preds, references=refs, language=task.language)
+    squad = evaluate.load(module_path("bench_squad")).compute(predictions=preds, references=refs, language=task.language)
+    for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+        assert rouge[k] == pytest.approx(ours[k], abs=1e-12), k
+    assert squad["exact_match"] == pytest.approx(ours["exact_match"]) and squad["f1"] == pytest.approx(ours["f1"])
+    assert 0 < ours["rouge1"] < 1

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
 import pytest
 
 from bench.errors import BenchError
-from bench.probes import probe_delta, resolve, run_probes
-from bench.probes.sets import SETS
+from bench.run.probes import probe_delta, resolve, run_probes
+from bench.run.probes.sets import SETS
 
 
 class ScriptedScorer:
@@ -45,9 +46,8 @@ def test_run_probes_rows_cache_and_delta(tmp_path):
     assert {r["metric"] for r in rows} == {"probe_mmlu_acc", "probe_tofu_world_facts_acc", "probe_tofu_real_authors_acc",
                                            "probe_rubq_acc", "probe_perplexity_en_perplexity"}
     for r in rows:
-        for key in ("metric", "family", "value", "n", "n_failed", "ci_low", "ci_high", "higher_is_better", "main", "kind"):
+        for key in ("metric", "value", "n", "n_failed", "ci_low", "ci_high", "higher_is_better", "items"):
             assert key in r
-        assert r["kind"] == "probe" and r["main"] is False
     calls = scorer.calls
     again = run_probes(ctx, "tiny")
     assert scorer.calls == calls and again == rows  # cached by model_id
@@ -57,8 +57,8 @@ def test_run_probes_rows_cache_and_delta(tmp_path):
 
 @pytest.mark.slow
 def test_probes_on_packaged_smollm2(tmp_path):
-    from bench.backends.llama import LlamaBackend
-    from bench.models import resolve_model
+    from bench.models.llama import LlamaBackend
+    from bench.models.resolve import resolve_model
 
     spec = resolve_model("smollm2-135m", tmp_path)
     backend = LlamaBackend(spec, threads=2)
@@ -76,8 +76,16 @@ def test_probes_on_packaged_smollm2(tmp_path):
     assert 1.0 < ppl["value"] < 1000.0
 
 
-def test_probe_cell_rows_add_deltas_against_the_base(tmp_path):
-    from bench.probes.hook import probe_cell_rows
+@dataclasses.dataclass
+class ProbeCtx:
+    """The two fields of a CellContext the probes read."""
+
+    backend: object
+    config: object
+
+
+def test_probe_measures_add_deltas_against_the_base(tmp_path):
+    from bench.run.probes.hook import probe_measures
 
     class Shifted(ScriptedScorer):
         model_id = "adapted"
@@ -87,11 +95,11 @@ def test_probe_cell_rows_add_deltas_against_the_base(tmp_path):
             return -float(len(continuation)) * (1.5 if "Answer" in context else 1.2)
 
     cfg = SimpleNamespace(resolved_cache_dir=lambda: tmp_path)
-    ctx = SimpleNamespace(backend=Shifted(), config=cfg)
-    rows = probe_cell_rows(ctx, {"task": "t", "strategy": "lora", "model": "m", "seed": 0}, "tiny", base_backend=ScriptedScorer())
-    deltas = [r for r in rows if r["family"] == "probe_delta"]
-    assert len(deltas) == 5 and all(r["task"] == "t" for r in rows)
-    ppl = next(r for r in deltas if "perplexity" in r["metric"])
-    assert ppl["value"] > 0  # lower likelihood -> higher perplexity
-    same = probe_cell_rows(SimpleNamespace(backend=ScriptedScorer(), config=cfg), {}, "tiny", base_backend=ScriptedScorer())
-    assert not [r for r in same if r["family"] == "probe_delta"]
+    measures, items = probe_measures(ProbeCtx(Shifted(), cfg), "tiny", base_backend=ScriptedScorer())
+    deltas = [m for m in measures if m.scorer == "probe_delta"]
+    assert len(deltas) == 5 and all(m.kind == "probe" for m in measures)
+    assert set(items) == {m.metric for m in measures if m.scorer == "probe"}
+    ppl = next(m for m in deltas if "perplexity" in m.metric)
+    assert ppl.value > 0  # lower likelihood -> higher perplexity
+    same, _ = probe_measures(ProbeCtx(ScriptedScorer(), cfg), "tiny", base_backend=ScriptedScorer())
+    assert not [m for m in same if m.scorer == "probe_delta"]

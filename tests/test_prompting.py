@@ -1,17 +1,17 @@
 """Prompting strategies on a scripted model: exemplar choice, answer extraction, voting, medoid."""
 
-import pytest
 
-from bench.cache import GenerationCache
 from bench.config import RunConfig
-from bench.context import CellContext
+from bench.plugins import load_plugins
 from bench.prompts import build_messages, extract_answer
-from bench.registry import STRATEGIES, load_all
+from bench.registry import STRATEGIES
+from bench.run.cache import GenerationCache
+from bench.run.context import CellContext
 from bench.taskio import load_folder
 from tests.conftest import write_task
 from tests.fakes import FakeBackend
 
-load_all()
+load_plugins()
 
 
 def _ctx(task, backend, seed=0, **cfg):

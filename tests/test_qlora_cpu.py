@@ -10,7 +10,7 @@ import torch
 
 bnb = pytest.importorskip("bitsandbytes")
 
-from bench.training.weights import keep_4bit_layers_differentiable  # noqa: E402
+from strategies.training.weights import keep_4bit_layers_differentiable  # noqa: E402
 
 
 def _layer():

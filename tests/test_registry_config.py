@@ -6,7 +6,8 @@ import pytest
 
 from bench.config import RunConfig
 from bench.errors import BenchError
-from bench.registry import METRICS, STRATEGIES, TASKS, Registry, load_all
+from bench.plugins import load_plugins
+from bench.registry import METRICS, STRATEGIES, TASKS, Registry
 
 
 def test_registry_rejects_duplicates_and_suggests():
@@ -19,7 +20,7 @@ def test_registry_rejects_duplicates_and_suggests():
 
 
 def test_registries_fill_on_import():
-    load_all()
+    load_plugins()
     assert {"zero_shot", "few_shot", "cot", "self_consistency"} <= set(STRATEGIES.names())
     assert {"rouge", "exact_match", "f1"} <= set(METRICS.names())
     assert "demo" in TASKS

@@ -6,12 +6,13 @@ import json
 import shutil
 
 import pytest
+from fixtures.synthetic_run import BREAK_EVEN_LORA_RAG, make_run
 
 from bench.cli import main
-from bench.costs import Ledger, Money, break_even, ledger_from_cost, price
 from bench.errors import BenchError
-from bench.report import load_run, summary_rows, write_report
-from fixtures.synthetic_run import BREAK_EVEN_LORA_RAG, make_run
+from bench.report.costs import Ledger, Money, break_even, ledger_from_cost, price
+from bench.report.writer import summary_rows, write_report
+from bench.results import load_rows
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_report_markdown_sections_and_plots(run):
 
 
 def test_intervals_and_ties_in_the_analysis(run):
-    from bench.report import build
+    from bench.report.writer import build
 
     _, analyses, _, _ = build(run, plots=False)
     a = {x.task: x for x in analyses}["facts"]
@@ -127,12 +128,12 @@ def test_bad_input(tmp_path):
     with pytest.raises(BenchError):
         write_report(tmp_path)  # no rows.jsonl
     with pytest.raises(BenchError):
-        load_run(tmp_path / "missing")
+        load_rows(tmp_path / "missing")
     root = make_run(tmp_path / "r", tasks=("facts",), strategies=("zero_shot",))
     with pytest.raises(BenchError):
         write_report(root, "pdf")
     assert main(["report", str(tmp_path)]) == 2
-    assert summary_rows(load_run(root)[1])["facts"][0]["value"] == pytest.approx(0.2)
+    assert summary_rows(load_rows(root)[1])["facts"][0]["value"] == pytest.approx(0.2)
 
 
 def test_break_even_statements():

@@ -7,19 +7,22 @@ import logging
 
 import pytest
 
-from bench.cache import GenerationCache
 from bench.config import RunConfig
-from bench.context import CellContext
 from bench.errors import BenchError
-from bench.pipeline import parse_arm
-from bench.registry import STRATEGIES, load_all
-from bench.retrieval import dense, retriever as retriever_mod
-from bench.retrieval.chunking import chunk_text
-from bench.retrieval.metrics import retrieval_outcomes
-from bench.retrieval.params import RagParams
+from bench.metrics.retrieval import retrieval_outcomes
+from bench.plugins import load_plugins
+from bench.registry import STRATEGIES
+from bench.run.cache import GenerationCache
+from bench.run.context import CellContext
+from bench.run.pipeline import parse_arm
 from bench.taskio import load_folder, validate_folder
 from bench.types import Doc, Example, Task
-from benchmarks.ru_facts import DOCS as RU_DOCS, QUESTIONS as RU_QUESTIONS
+from benchmarks.ru_facts import DOCS as RU_DOCS
+from benchmarks.ru_facts import QUESTIONS as RU_QUESTIONS
+from strategies.retrieval import dense
+from strategies.retrieval import retriever as retriever_mod
+from strategies.retrieval.chunking import chunk_text
+from strategies.retrieval.params import RagParams
 from tests.conftest import write_task
 
 slow = pytest.mark.slow  # loads the packaged embedders
@@ -52,7 +55,7 @@ def make_ctx(task: Task, tmp_path, params: dict | None = None, strategy: str = "
 
 
 def rag_for(ctx: CellContext):
-    load_all()
+    load_plugins()
     cls = STRATEGIES.get("rag")
     return cls(ctx.config.params_for("rag", cls.Params))
 
@@ -166,7 +169,7 @@ def test_russian_query_retrieves_its_russian_passage(tmp_path):
 
 @slow
 def test_stacked_arms_retrieve_identical_passages(planted_task, tmp_path):
-    load_all()
+    load_plugins()
     cfg = RunConfig(cache_dir=str(tmp_path / "cache")).with_params(
         {"rag": {"retriever": "hybrid", "k": 2, "chunk_tokens": 24, "chunk_overlap": 8}}, "test")
     specs = ["rag", "rag+cot", "rag+few_shot", "cot+rag"]
@@ -187,7 +190,7 @@ def test_stacked_arms_retrieve_identical_passages(planted_task, tmp_path):
 
 
 def test_rag_oracle_gives_the_gold_documents(planted_task, tmp_path):
-    load_all()
+    load_plugins()
     ctx = make_ctx(planted_task, tmp_path, strategy="rag_oracle")
     oracle = STRATEGIES.get("rag_oracle")()
     oracle.prepare(ctx)
@@ -261,7 +264,7 @@ def test_train_split_is_the_corpus_without_docs(tmp_path):
 
 @slow
 def test_chunks_respect_the_token_window_and_overlap():
-    from bench.embeddings import load_embedder
+    from bench.models.embedders import load_embedder
 
     text = " ".join(f"token{i}" for i in range(200))
     for name in ("all-minilm-l6-v2", "multilingual-e5-small"):
@@ -298,8 +301,8 @@ def test_rag_arms_run_through_the_runner(planted_task, tmp_path, fake_gguf):
     import json
 
     from bench.atomic import read_jsonl
-    from bench.retrieval.metrics import records_from_scores
-    from bench.runner import run_grid
+    from bench.metrics.retrieval import records_from_scores
+    from bench.run.grid import run_grid
     from tests.fakes import FakeBackend, FakePool
 
     cfg = RunConfig().replace(tasks=(str(planted_task.path),), strategies=("rag", "rag+cot", "rag_oracle"),

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bench.cache import GenerationCache
 from bench.config import RunConfig
-from bench.runner import run_grid
+from bench.run.cache import GenerationCache
+from bench.run.grid import run_grid
 from tests.fakes import FakeBackend, FakePool
 
 

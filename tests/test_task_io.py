@@ -5,7 +5,8 @@ import json
 import pytest
 
 from bench.errors import TaskError
-from bench.taskio import load_folder, resolve_task, validate_folder
+from bench.run.plan import resolve_task
+from bench.taskio import load_folder, validate_folder
 from tests.conftest import write_task
 
 

@@ -1,8 +1,7 @@
 """Shared machinery of the generators: stable RNG streams, the manifest, and verification at load.
 
 A generated task folder holds manifest.json: generator name and version, seed, full config, and the
-sha256 of every data file. `VerifiedFolderTask` (registered by tasks/__init__.py for folders with a
-manifest) refuses a folder whose files no longer match, with a one-line BenchError naming the file.
+sha256 of every data file; `bench.taskio` checks those hashes whenever such a folder is loaded.
 """
 
 from __future__ import annotations
@@ -16,12 +15,10 @@ from typing import Any
 import yaml
 
 from bench.errors import BenchError
-from bench.taskio import FolderTask, load_folder
-from bench.types import Task
+from bench.hashing import sha256_file
+from bench.taskio import MANIFEST
 
-MANIFEST = "manifest.json"
 DATA_FILES = ("task.yaml", "train.jsonl", "test.jsonl", "docs.jsonl")
-
 
 
 def _line_safe(text: str) -> str:
@@ -32,10 +29,6 @@ def stream(seed: int, kind: str, idx: Any = 0) -> random.Random:
     """An independent RNG for one item: adding items never reshuffles the others (data-notes §6.3)."""
     digest = hashlib.sha256(f"{seed}:{kind}:{idx}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def dumps_jsonl(rows: list[dict]) -> str:
@@ -51,7 +44,7 @@ def write_task_folder(folder: Path, meta: dict, splits: dict[str, list[dict]], *
     for name, rows in splits.items():
         if rows:
             (folder / f"{name}.jsonl").write_text(dumps_jsonl(rows), encoding="utf-8")
-    files = {n: file_sha256(folder / n) for n in DATA_FILES if (folder / n).is_file()}
+    files = {n: sha256_file(folder / n) for n in DATA_FILES if (folder / n).is_file()}
     manifest = {"generator": generator, "generator_version": version, "seed": seed, "config": config,
                 "files": files, "stats": stats or {}}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
@@ -67,43 +60,6 @@ def folder_digest(folder: Path) -> str:
             h.update(n.encode())
             h.update(p.read_bytes())
     return h.hexdigest()
-
-
-def verify_manifest(folder: Path) -> dict:
-    """The manifest, after checking every listed file's sha256; BenchError on the first mismatch."""
-    folder = Path(folder)
-    mpath = folder / MANIFEST
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        files = dict(manifest["files"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BenchError(f"{mpath}: unreadable generator manifest ({type(e).__name__}); regenerate with scripts/generate_tasks.py") from None
-    for name, want in sorted(files.items()):
-        p = folder / name
-        if not p.is_file():
-            raise BenchError(f"{p}: missing; the manifest lists it; regenerate with scripts/generate_tasks.py")
-        got = file_sha256(p)
-        if got != want:
-            raise BenchError(f"{p}: sha256 {got[:12]}… does not match manifest {want[:12]}… (corrupted or edited); "
-                             "restore it from git or regenerate with scripts/generate_tasks.py")
-    return manifest
-
-
-class VerifiedFolderTask(FolderTask):
-    """A generated built-in task: loads like a folder task after its manifest hashes check out."""
-
-    def load(self) -> Task:
-        verify_manifest(self.folder)
-        return load_folder(self.folder)
-
-    def describe(self) -> dict:
-        d = super().describe()
-        try:
-            m = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
-            d["generator"] = f"{m.get('generator')} v{m.get('generator_version')} seed {m.get('seed')}"
-        except (OSError, ValueError):
-            d["generator"] = "manifest unreadable"
-        return d
 
 
 def check_range(where: str, name: str, value: Any, lo: float, hi: float) -> None:

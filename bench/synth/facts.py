@@ -19,10 +19,9 @@ from typing import Iterable, Optional
 
 from bench.errors import BenchError
 from bench.synth import names as nm
-from bench.synth.difficulty import difficulty
 from bench.synth.common import check_range, stream, write_task_folder
-from bench.synth.facts_text import (ABSTAIN, CLOSED, GENRES, MEMO_OPENERS, NEWS_OPENERS, QUESTIONS, RELATIONS,
-                                    STATEMENTS)
+from bench.synth.difficulty import difficulty
+from bench.synth.facts_text import ABSTAIN, CLOSED, GENRES, MEMO_OPENERS, NEWS_OPENERS, QUESTIONS, RELATIONS, STATEMENTS
 
 VERSION = "1.0"
 TYPES = ("town", "clinic", "person", "drug")

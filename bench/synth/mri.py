@@ -14,8 +14,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.synth.common import check_range, stream, write_task_folder
-from bench.synth.mri_text import (BOILERPLATE, ENHANCEMENT, ENHANCEMENT_SINGLE, FINDING_TEMPLATES, NORMAL, OPENERS,
-                                  REGIONS, SEQUENCES, SIDES, SIGNALS, SINGLE_TEMPLATES, lesion_form)
+from bench.synth.mri_text import (
+    BOILERPLATE,
+    ENHANCEMENT,
+    ENHANCEMENT_SINGLE,
+    FINDING_TEMPLATES,
+    NORMAL,
+    OPENERS,
+    REGIONS,
+    SEQUENCES,
+    SIDES,
+    SIGNALS,
+    SINGLE_TEMPLATES,
+    lesion_form,
+)
 
 VERSION = "1.0"
 

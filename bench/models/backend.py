@@ -1,0 +1,48 @@
+"""The one interface every model backend implements: render a chat, generate, score a continuation.
+
+Strategies never talk to llama.cpp or transformers directly; they call `CellContext.generate`, which
+renders with the backend's template, consults the generation cache, and only then calls `generate`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from bench.models.chat import ChatTemplate
+from bench.types import Generation, GenParams
+
+
+class Backend(ABC):
+    """A loaded model ready to generate.
+
+    Attributes:
+        name: "llama" or "hf" (recorded with every row; compare strategies on the same backend).
+        model_id: content hash of the weights plus any adapter: the model part of every cache key.
+        template: how chat messages become the prompt string.
+        calls: number of real (uncached) generate calls, so tests can assert "zero model work".
+    """
+
+    name: str = "base"
+
+    def __init__(self, model_id: str, template: ChatTemplate):
+        self.model_id = model_id
+        self.template = template
+        self.calls = 0
+
+    def render(self, messages: list[dict]) -> str:
+        return self.template.render(messages)
+
+    @abstractmethod
+    def generate(self, prompt: str, params: GenParams, seed: int) -> Generation:
+        """Generate a completion of `prompt` (already rendered)."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of `text` under this model's tokenizer."""
+
+    def loglikelihood(self, context: str, continuation: str) -> float:
+        """Sum of log-probabilities of `continuation` given `context` (for multiple-choice probes)."""
+        raise NotImplementedError(f"{self.name} backend does not score continuations")
+
+    def close(self) -> None:
+        """Free the model (file handles, memory)."""

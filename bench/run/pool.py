@@ -1,0 +1,74 @@
+"""Models loaded once per run and only when a cell needs one (cached cells never load a model)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from bench.config import RunConfig
+from bench.models.backend import Backend
+from bench.models.hf import HFBackend
+from bench.models.llama import LlamaBackend
+from bench.models.resolve import ModelSpec
+
+
+class ModelPool:
+    """Loads each (model, backend) once per run, and only when a cell really needs it."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self._loaded: dict[tuple[str, str], Backend] = {}
+
+    def backend_name(self, spec: ModelSpec) -> str:
+        if self.config.backend != "auto":
+            return self.config.backend
+        return "llama" if spec.kind == "gguf" else "hf"
+
+    def get(self, spec: ModelSpec, backend: Optional[str] = None) -> Backend:
+        """The loaded backend for `spec` (loading it on first use)."""
+        name = backend or self.backend_name(spec)
+        key = (spec.sha256, name)
+        if key not in self._loaded:
+            if name == "llama":
+
+                self._loaded[key] = LlamaBackend(spec, threads=self.config.threads)
+            else:
+
+                self._loaded[key] = HFBackend(spec, threads=self.config.threads, cache_dir=self.config.resolved_cache_dir())
+        return self._loaded[key]
+
+    def close(self) -> None:
+        for b in self._loaded.values():
+            b.close()
+        self._loaded.clear()
+
+
+class LazyBackend:
+    """Stands in for the base model until a strategy first uses it (cached cells never load it)."""
+
+    def __init__(self, pool: ModelPool, spec: ModelSpec):
+        self._pool, self._spec, self._real = pool, spec, None
+
+    @property
+    def loaded(self) -> bool:
+        return self._real is not None
+
+    def _get(self) -> Backend:
+        if self._real is None:
+            self._real = self._pool.get(self._spec)
+        return self._real
+
+    def __getattr__(self, item):
+        return getattr(self._get(), item)
+
+    def __setattr__(self, key, value):
+        if key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            setattr(self._get(), key, value)
+
+
+def backend_name(backend) -> str:
+    """The name of the backend that served, without loading a lazy one ("none" when nothing was called)."""
+    if isinstance(backend, LazyBackend):
+        return backend._real.name if backend.loaded else "none"
+    return backend.name

@@ -1,0 +1,40 @@
+"""The runner's entry point to the probes: Measures for one (model, arm) cell, with deltas against the base.
+
+Kept apart from run_probes so the runner needs one call: it passes the cell's context after the
+fine-tuning step (ctx.backend = the adapted model) and the base model's backend; both runs are cached
+by model_id, so the base model is probed once per run however many arms there are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from bench.run.probes import probe_deltas, run_probes
+from bench.types import Measure
+
+MEASURE_KEYS = ("metric", "value", "n", "n_failed", "ci_low", "ci_high", "higher_is_better")
+
+
+def probe_measures(ctx, which: str | dict = "default", base_backend=None) -> tuple[list[Measure], dict]:
+    """(Measures of kind "probe" for ctx.backend plus `<metric>_delta` Measures against `base_backend`,
+    {metric: per-item values} for probes.json).
+
+    base_backend: the un-adapted model; None or the same model_id = no delta rows (a prompting arm).
+    """
+    rows = run_probes(ctx, which)
+    items = {r["metric"]: r["items"] for r in rows if "items" in r}
+    out = [_measure(r) for r in rows]
+    base_id: Optional[str] = getattr(base_backend, "model_id", None) if base_backend is not None else None
+    if base_id is not None and base_id != getattr(ctx.backend, "model_id", None):
+        base_ctx = dataclasses.replace(ctx, backend=base_backend)
+        for d in probe_deltas(run_probes(base_ctx, which), rows):
+            out.append(Measure(metric=f"{d['metric']}_delta", value=d["delta"], n=d["n"], ci_low=d["ci_low"],
+                               ci_high=d["ci_high"], higher_is_better=d["higher_is_better"], kind="probe",
+                               scorer="probe_delta", extra={"base": d["base"], "adapted": d["adapted"]}))
+    return out, items
+
+
+def _measure(r: dict) -> Measure:
+    extra = {k: v for k, v in r.items() if k not in MEASURE_KEYS and k not in ("items", "family", "main", "kind")}
+    return Measure(**{k: r[k] for k in MEASURE_KEYS}, kind="probe", scorer="probe", extra=extra)
