@@ -1,8 +1,11 @@
-"""The `bench` command line: run, report, ls, validate.
+"""The `bench` command line: run, report, ls, validate, estimate, import.
 
-    bench run                                   # the default matrix on the built-in demo task
+    bench run                                   # the default matrix on the built-in tasks
     bench run --task demo,./my_task --strategy zero_shot,rag+cot --model smollm2-135m --seeds 0,1
+    bench run --until-decided --max-items 200 --budget 30m
+    bench run --model openai/NAME --base-url http://127.0.0.1:8000/v1 --strategy zero_shot,rag
     bench report results/<run_id> [--format md|html|csv]
+    bench import data.csv --out my_task --input question --output answer
     bench estimate --model llama-3-8b --strategy qlora [--seq-len 1024 --batch 2]
     bench ls tasks|strategies|metrics|models
     bench validate ./my_task
@@ -14,11 +17,14 @@ same `bench run` resumes an interrupted run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from typing import Optional
 
-from bench.config import BACKENDS, PROBE_SETS, RunConfig
+from bench import importer
+from bench.config import BACKENDS, EXECUTORS, PROBE_SETS, RunConfig
 from bench.errors import BenchError
 from bench.models.resolve import list_models
 from bench.plugins import load_plugins
@@ -62,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forgetting probes on every arm's model, with deltas against the base model")
     r.add_argument("--strata", action="store_true", default=None,
                    help="label test items known/unknown on the base model (SliCK) and report metrics per stratum")
+    r.add_argument("--margin", type=float, help="equivalence margin of the decision on the main metric (default 0.05)")
+    r.add_argument("--until-decided", action="store_true", default=None,
+                   help="evaluate test items in rounds until every task is decided (or --max-items / --budget ends)")
+    r.add_argument("--max-items", type=int, help="with --until-decided: at most this many test items per task")
+    r.add_argument("--budget", help="with --until-decided: wall-clock budget, e.g. 30m, 2h, 90s")
+    r.add_argument("--tune", action="store_true", default=None,
+                   help="choose each arm's settings on a validation split carved from train (never from test)")
+    r.add_argument("--executor", choices=EXECUTORS, help="run cells in this process (local) or as Ray tasks (ray)")
+    r.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
+    r.add_argument("--base-url", help="OpenAI-compatible server for --model openai/NAME, e.g. http://127.0.0.1:8000/v1")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     rep = sub.add_parser("report", help="re-render report.md of a run from stored rows (no model calls)")
@@ -85,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a task folder and report every problem as file:line: message")
     v.add_argument("path")
+
+    imp = sub.add_parser("import", help="write a task folder from a CSV, JSONL or Parquet file or a saved datasets folder")
+    importer.add_arguments(imp)
     return p
 
 
@@ -93,14 +112,18 @@ def config_from_args(args: argparse.Namespace):
     changes = {}
     for flag, key in (("task", "tasks"), ("strategy", "strategies"), ("model", "model"), ("seeds", "seeds"),
                       ("limit", "limit"), ("out", "out"), ("backend", "backend"), ("threads", "threads"),
-                      ("run_id", "run_id"), ("probes", "probes"), ("strata", "strata")):
+                      ("run_id", "run_id"), ("probes", "probes"), ("strata", "strata"),
+                      ("until_decided", "until_decided"), ("max_items", "max_items"), ("budget", "budget"),
+                      ("tune", "tune"), ("executor", "executor"), ("ray_address", "ray_address")):
         value = getattr(args, flag)
         if value is not None:
             changes[key] = value
     if args.max_new_tokens is not None:
-        from dataclasses import replace
-
-        changes["generation"] = replace(cfg.generation, max_new_tokens=args.max_new_tokens)
+        changes["generation"] = dataclasses.replace(cfg.generation, max_new_tokens=args.max_new_tokens)
+    if args.margin is not None:
+        changes["decision"] = dataclasses.replace(cfg.decision, margin=args.margin)
+    if args.base_url is not None:
+        changes["endpoint"] = dataclasses.replace(cfg.endpoint, base_url=args.base_url)
     cfg = cfg.replace(**changes) if changes else cfg
     cfg.validate("command line")
     return cfg
@@ -132,9 +155,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    import json
-
-
     e = estimate(args.model, args.strategy, seq_len=args.seq_len, batch=args.batch, rank=args.rank,
                  optimizer=args.optimizer, gpu=args.gpu, tokens=args.tokens)
     print(json.dumps(e.to_dict(), indent=2) if args.json else render(e))
@@ -160,7 +180,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
             m = METRICS.get(name)
             print(f"{name:<14} reports {', '.join(m.names):<34} {m.description}")
     else:
-
         for name, desc in list_models():
             print(f"{name:<14} {desc}")
         print("\nAlso accepted: any .gguf file, a local transformers model folder, or a Hugging Face id (org/name).")
@@ -178,7 +197,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate, "estimate": cmd_estimate}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate, "estimate": cmd_estimate,
+            "import": importer.cmd_import}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

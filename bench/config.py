@@ -37,6 +37,37 @@ DEFAULT_LIMIT = 10
 DEFAULT_MODEL = "smollm2-135m"
 BACKENDS = ("auto", "llama", "hf")
 PROBE_SETS = ("none", "tiny", "default", "large")
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """How the report decides (bench.report.decide): equivalence margin, error rate, quality floor."""
+
+    margin: float = 0.05  # a cheaper arm may replace the best only if it is worse by less than this (0-1 metrics)
+    alpha: float = 0.05  # family-wise error rate of the comparisons behind one verdict
+    floor: float = 0.1  # a pick below this main-metric value is not recommended (0-1 metrics)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """An OpenAI-compatible server that serves `model: openai/NAME` (bench.models.endpoint).
+
+    The API key is read from the environment variable named by api_key_env and is never stored.
+    """
+
+    base_url: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = 4
+    timeout_s: float = 60.0
+    max_retries: int = 4
+
+
+@dataclass(frozen=True)
+class SupportConfig:
+    """Judge-free source-support checks (bench.metrics.support); nli_model adds a model-based check."""
+
+    nli_model: Optional[str] = None  # an NLI / fact-checking cross-encoder (HF id or path); off by default
 
 
 @dataclass(frozen=True)
@@ -59,6 +90,15 @@ class RunConfig:
     target_model: Optional[str] = None  # a model to estimate GPU cost for in the report
     probes: str = "tiny"  # forgetting probes on every arm's model: none | tiny | default | large
     strata: bool = False  # label test items known/unknown (SliCK) on the base model; metrics per stratum
+    decision: DecisionConfig = DecisionConfig()
+    until_decided: bool = False  # evaluate test items in rounds until every task is decided (or the budget ends)
+    max_items: Optional[int] = None  # with until_decided: at most this many test items per task
+    budget: Optional[str] = None  # with until_decided: wall-clock budget such as 30m, 2h, 90s
+    tune: bool = False  # choose each arm's settings on a validation split carved from train
+    executor: str = "local"  # local (one process) | ray
+    ray_address: Optional[str] = None  # a running Ray cluster (default: start a local one)
+    endpoint: EndpointConfig = EndpointConfig()
+    support: SupportConfig = SupportConfig()
 
     # -- access ---------------------------------------------------------------------------------
     def params_for(self, strategy_name: str, params_cls: type) -> Any:
@@ -144,6 +184,20 @@ class RunConfig:
             raise BenchError(f"{where}: probes must be one of {', '.join(PROBE_SETS)}, got {self.probes!r}")
         if self.threads < 0:
             raise BenchError(f"{where}: threads must be >= 0 (0 = one per core), got {self.threads}")
+        if self.executor not in EXECUTORS:
+            raise BenchError(f"{where}: executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        d = self.decision
+        if not 0 <= d.margin < 1:
+            raise BenchError(f"{where}: decision.margin must be in [0, 1) (a difference of the main metric), got {d.margin}")
+        if not 0 < d.alpha < 0.5:
+            raise BenchError(f"{where}: decision.alpha must be in (0, 0.5), got {d.alpha}")
+        if self.max_items is not None and self.max_items < 1:
+            raise BenchError(f"{where}: max_items must be a positive number of test items, got {self.max_items}")
+        if self.budget is not None:
+            budget_seconds(self.budget, where)
+        e = self.endpoint
+        if e.max_concurrency < 1 or e.timeout_s <= 0 or e.max_retries < 0:
+            raise BenchError(f"{where}: endpoint needs max_concurrency >= 1, timeout_s > 0 and max_retries >= 0")
         g = self.generation
         if g.max_new_tokens < 1:
             raise BenchError(f"{where}: generation.max_new_tokens must be >= 1, got {g.max_new_tokens}")
@@ -151,6 +205,23 @@ class RunConfig:
             raise BenchError(f"{where}: generation.temperature must be >= 0, got {g.temperature}")
         if not 0 < g.top_p <= 1:
             raise BenchError(f"{where}: generation.top_p must be in (0, 1], got {g.top_p}")
+
+
+def budget_seconds(text: str, where: str = "--budget") -> float:
+    """Seconds of a budget such as 90s, 30m, 2h or 1h30m (a bare number is minutes)."""
+    import re
+
+    t = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t) * 60
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?", t)
+    if not t or parts is None or not any(parts.groups()):
+        raise BenchError(f"{where}: budget {text!r} is not a duration; write e.g. 90s, 30m, 2h or 1h30m")
+    h, m, s = (float(g or 0) for g in parts.groups())
+    seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise BenchError(f"{where}: budget must be positive, got {text!r}")
+    return seconds
 
 
 def _shallow(obj: Any) -> dict:

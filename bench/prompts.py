@@ -28,7 +28,7 @@ def _lang(task: Task) -> str:
 
 
 def format_query(example: Example) -> str:
-    """The user turn of an Alpaca item: instruction, then input if any."""
+    """The user turn of an Alpaca item: instruction, then input if any (also what retrieval searches with)."""
     parts = [example.instruction.strip()]
     if example.input.strip():
         parts.append(example.input.strip())

@@ -25,6 +25,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def add(self, name: str, obj: T) -> T:
+        """Register `obj` under `name`; a name registered twice is a ValueError (two plugins collide)."""
         if name in self._items:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = obj
@@ -39,18 +40,21 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
+        """The object registered as `name`; an unknown name is a BenchError with the closest matches."""
         try:
             return self._items[name]
         except KeyError:
             raise BenchError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
+        """`unknown strategy 'few_shoot'; did you mean few_shot?` (or the known names when nothing is close)."""
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(self._items))}"
         plural = {"strategy": "strategies"}.get(self.kind, self.kind + "s")
         return f"unknown {self.kind} {name!r}{hint} (see `bench ls {plural}`)"
 
     def names(self) -> list[str]:
+        """Every registered name, sorted."""
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:

@@ -85,6 +85,19 @@ class GenParams:
 
 
 @dataclass(frozen=True)
+class GenRequest:
+    """One completion to compute: a rendered prompt, its decoding parameters and its sampling seed.
+
+    A backend's generate_batch takes many at once; requests with the same prompt (self-consistency's
+    samples) can share the prompt's processing.
+    """
+
+    prompt: str
+    params: GenParams
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Generation:
     """One model call: what went in, what came out, and what it cost."""
 
@@ -106,6 +119,7 @@ class Prediction:
     generations: list[Generation] = field(default_factory=list)
     error: Optional[str] = None
     info: dict = field(default_factory=dict)  # strategy extras: retrieved ids, votes, ...
+    sources: tuple[str, ...] = ()  # texts the arm showed the model besides the item (retrieved passages)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 import time
 
 from bench.errors import BenchError
+from bench.prompts import format_query
 from bench.registry import STRATEGIES
 from bench.stats import percentile
 from bench.types import Example, Passage
@@ -21,11 +22,6 @@ from strategies.retrieval.params import RagParams
 from strategies.retrieval.retriever import Retriever
 
 log = logging.getLogger(__name__)
-
-
-def query_text(example: Example) -> str:
-    """What is searched: the question, plus its input when it has one."""
-    return "\n".join(p for p in (example.instruction.strip(), example.input.strip()) if p)
 
 
 class LatencyLog:
@@ -80,7 +76,7 @@ class Rag(RetrievalStrategy):
         if self.retriever is None:
             raise BenchError("rag: retrieve() before prepare(); the runner must call prepare(ctx) once per cell")
         t0 = time.perf_counter()
-        passages = self.retriever.search(query_text(example), self.params.k)
+        passages = self.retriever.search(format_query(example), self.params.k)
         self.latency.add(time.perf_counter() - t0)
         ctx.record_cost("retrieval", k=self.params.k, **self.latency.summary())
         return passages

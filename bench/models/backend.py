@@ -7,9 +7,10 @@ renders with the backend's template, consults the generation cache, and only the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Sequence
 
 from bench.models.chat import ChatTemplate
-from bench.types import Generation, GenParams
+from bench.types import Generation, GenParams, GenRequest
 
 
 class Backend(ABC):
@@ -30,11 +31,17 @@ class Backend(ABC):
         self.calls = 0
 
     def render(self, messages: list[dict]) -> str:
+        """The exact prompt string for chat `messages` (the model's template; plain completion for base models)."""
         return self.template.render(messages)
 
     @abstractmethod
     def generate(self, prompt: str, params: GenParams, seed: int) -> Generation:
         """Generate a completion of `prompt` (already rendered)."""
+
+    def generate_batch(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        """Generate every request, in order. Backends that decode several sequences at once override this;
+        the result must equal calling `generate` on each request (greedy outputs identical)."""
+        return [self.generate(r.prompt, r.params, r.seed) for r in requests]
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:

@@ -155,7 +155,7 @@ def plan_check(job: TrainJob) -> Method:
     return method
 
 
-def train_adapter(job: TrainJob, work_dir: Optional[Path] = None) -> TrainResult:
+def train_adapter(job: TrainJob) -> TrainResult:
     """Train (or fetch from the cache) and return where the result lies, with its costs and log."""
     method = plan_check(job)
     hit = load_cached(job)
