@@ -107,7 +107,8 @@ class Generation:
     completion_tokens: int
     seconds: float
     cached: bool = False
-    finish_reason: str = ""
+    finish_reason: str = ""  # "stop", "length", or "error" (then `error` says what; such a generation is never cached)
+    error: Optional[str] = None  # why this one request failed (e.g. the prompt does not fit the context)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Sequence
 
+from bench.errors import BenchError
 from bench.models.chat import ChatTemplate
 from bench.types import Generation, GenParams, GenRequest
 
@@ -40,8 +41,19 @@ class Backend(ABC):
 
     def generate_batch(self, requests: Sequence[GenRequest]) -> list[Generation]:
         """Generate every request, in order. Backends that decode several sequences at once override this;
-        the result must equal calling `generate` on each request (greedy outputs identical)."""
-        return [self.generate(r.prompt, r.params, r.seed) for r in requests]
+        the result must equal calling `generate` on each request (greedy outputs identical).
+
+        A request that cannot be served on its own (its prompt does not fit the context) does not fail the
+        batch: its Generation has finish_reason "error", an empty output and `error` saying why.
+        """
+        out = []
+        for r in requests:
+            try:
+                out.append(self.generate(r.prompt, r.params, r.seed))
+            except BenchError as e:
+                out.append(Generation(prompt=r.prompt, output="", prompt_tokens=0, completion_tokens=0, seconds=0.0,
+                                      finish_reason="error", error=str(e)))
+        return out
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
