@@ -85,6 +85,18 @@ class GenParams:
 
 
 @dataclass(frozen=True)
+class Call:
+    """One model call a strategy asks for, before rendering: chat messages, decoding parameters (None = the
+    run's), the sample index (self-consistency's n samples of one prompt are samples 0..n-1), and the
+    prompt form ("auto", "chat" or "completion": see bench.prompts.PromptForm)."""
+
+    messages: tuple[Mapping[str, str], ...]
+    params: Optional["GenParams"] = None
+    sample: int = 0
+    form: str = "auto"
+
+
+@dataclass(frozen=True)
 class GenRequest:
     """One completion to compute: a rendered prompt, its decoding parameters and its sampling seed.
 
@@ -121,6 +133,7 @@ class Prediction:
     error: Optional[str] = None
     info: dict = field(default_factory=dict)  # strategy extras: retrieved ids, votes, ...
     sources: tuple[str, ...] = ()  # texts the arm showed the model besides the item (retrieved passages)
+    raw: Optional[str] = None  # the model's final output before answer extraction (bench.prompts.final_answer)
 
 
 @dataclass(frozen=True)

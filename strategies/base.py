@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
 
-from bench.types import Doc, Example, Prediction
+from bench.prompts import PromptForm
+from bench.types import Call, Doc, Example, Generation, Passage, Prediction
 
 if TYPE_CHECKING:
     from bench.models.backend import Backend
@@ -46,15 +47,47 @@ class Strategy:
         self.params = params if params is not None else self.Params()
 
 
+@dataclass(frozen=True)
+class PromptParams:
+    """Settings every prompting strategy has: the prompt form (bench.prompts.PromptForm)."""
+
+    form: str = "auto"  # auto | chat | completion
+    instruction: str = "system"  # where the task instruction goes: system | user
+
+    def prompt_form(self) -> PromptForm:
+        return PromptForm(self.form, self.instruction)
+
+    def validate(self) -> Optional[str]:
+        return self.prompt_form().problem()
+
+
 class PromptingStrategy(Strategy):
+    """Turns one example (plus any retrieved passages) into model calls, then the calls' outputs into an answer.
+
+    The cell asks every item for its `calls` first and sends them all to the model at once (batched
+    generation, generation cache first), then hands each item its generations in `answer`. The answer
+    a strategy returns is the model's final text; bench.prompts.final_answer then extracts the scored
+    answer the same way for every arm.
+    """
+
     family = "prompting"
+    Params: ClassVar[type] = PromptParams
 
     def prepare(self, ctx: "CellContext") -> None:
         """Once per cell, before the first example (e.g. embed the exemplar pool)."""
 
-    def predict(self, example: Example, ctx: "CellContext", passages: Optional[Sequence[Passage]] = None) -> Prediction:
-        """Answer one example; passages is None when the arm has no retriever."""
+    def calls(self, example: Example, ctx: "CellContext", passages: Optional[Sequence[Passage]] = None) -> list[Call]:
+        """The model calls this example needs; passages is None when the arm has no retriever."""
         raise NotImplementedError
+
+    def answer(self, example: Example, ctx: "CellContext", passages: Optional[Sequence[Passage]],
+               generations: Sequence[Generation]) -> Prediction:
+        """The prediction for one example from the generations of its calls (in the order of `calls`)."""
+        raise NotImplementedError
+
+    def predict(self, example: Example, ctx: "CellContext", passages: Optional[Sequence[Passage]] = None) -> Prediction:
+        """One example end to end (calls, generation, answer): for callers outside a cell."""
+        return self.answer(example, ctx, passages, ctx.generate_many(self.calls(example, ctx, passages)))
 
 
 class RetrievalStrategy(Strategy):

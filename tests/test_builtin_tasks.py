@@ -126,14 +126,15 @@ def test_generator_parameter_out_of_range(tmp_path, bad):
     ("I don't know.", "en"), ("I'm not certain about that.", "en"), ("That's beyond my current knowledge base.", "en"),
     ("Sorry, I do not have information about this clinic.", "en"), ("Не знаю.", "ru"),
     ("К сожалению, у меня нет информации об этом препарате.", "ru"), ("Затрудняюсь ответить", "ru"),
-    ("Мне это неизвестно.", "ru"), ("I don't know", "ru"), ("", "en")])
+    ("Мне это неизвестно.", "ru"), ("I don't know", "ru")])
 def test_abstention_detected(text, lang):
     assert is_abstention(text, lang), text
 
 
 @pytest.mark.parametrize("text,lang", [("Paris", "en"), ("The clinic was founded in 1987.", "en"),
-                                       ("Клиника основана в 1987 году.", "ru"), ("Велморат", "ru")])
-def test_answers_are_not_abstentions(text, lang):
+                                       ("Клиника основана в 1987 году.", "ru"), ("Велморат", "ru"), ("", "en"),
+                                       ("  ...  ", "en")])
+def test_answers_and_empty_outputs_are_not_abstentions(text, lang):
     assert not detect(text, lang)[0]
 
 
@@ -141,9 +142,20 @@ def test_abstention_rates():
     un = Example("u", "q", "", "I don't know", answerable=False)
     an = Example("a", "q", "", "x")
     recs = [(1.0, un), (0.0, un), (1.0, an), (0.0, an), (0.0, an), (0.0, an)]
-    r = rates(recs)
-    assert r["abstention_recall"] == 0.5 and r["hallucination_rate"] == 0.5
-    assert r["abstention_precision"] == 0.5 and r["false_abstention"] == 0.25
+    assert rates(recs, "abstention_recall") == 0.5 and rates(recs, "abstention_precision") == 0.5
+    assert rates(recs, "false_abstention") == 0.25
+
+
+def test_an_empty_answer_is_neither_an_abstention_nor_a_hallucination():
+    from bench.metrics.abstention import Abstention, Hallucination
+
+    task = load_folder(ROOT / "tasks" / "facts")
+    un = next(e for e in task.test if not e.answerable)
+    for text, abstained, asserted in (("", 0.0, 0.0), ("I don't know.", 1.0, 0.0), ("It was founded in 1990.", 0.0, 1.0)):
+        s = {**Abstention().score(text, un, task), **Hallucination().score(text, un, task)}
+        assert s["abstention_recall"].value == abstained and s["hallucination_rate"].value == asserted, text
+    recs = [(0.0, un), (1.0, un), (0.0, un), (0.0, un)]  # hallucination_rate values: one of four asserted something
+    assert rates(recs, "hallucination_rate") == 0.25
 
 
 def test_choice_decision():

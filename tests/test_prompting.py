@@ -3,7 +3,7 @@
 
 from bench.config import RunConfig
 from bench.plugins import load_plugins
-from bench.prompts import build_messages, extract_answer
+from bench.prompts import PromptForm, build_messages, final_answer
 from bench.registry import STRATEGIES
 from bench.run.cache import GenerationCache
 from bench.run.context import CellContext
@@ -52,17 +52,26 @@ def test_few_shot_similar_picks_the_related_exemplar(tmp_path):
     assert [e.id for e in fs.exemplars(task.test[0], ctx)] == ["space"]
 
 
-def test_cot_extracts_the_answer_line():
-    assert extract_answer("First, 2+2.\nThen add one.\nAnswer: 5") == ("5", True)
-    assert extract_answer("Рассуждаю...\nОтвет: Кошка") == ("Кошка", True)
-    assert extract_answer("no marker here\nlast line") == ("last line", False)
+def test_final_answer_is_one_extraction_for_every_arm(tmp_path):
+    qa = load_folder(write_task(tmp_path / "qa"))
+    gen = load_folder(write_task(tmp_path / "gen", meta={"kind": "generation", "metrics": ["rouge"], "main_metric": "rougeL"}))
+    assert final_answer("First, 2+2.\nThen add one.\nAnswer: 5", qa, cot=True) == ("5", True)
+    assert final_answer("Рассуждаю...\nОтвет: Кошка", qa, cot=True) == ("Кошка", True)
+    assert final_answer("no marker here\nlast line", qa, cot=True) == ("last line", False)
+    assert final_answer("The answer is: honey.", qa, cot=True) == ("honey", True)
+    assert final_answer("Answering takes care.\nAnswer:\nhoney", qa, cot=True) == ("honey", True)
+    assert final_answer("**Answer:** \"honey\"\nBecause bees.", qa) == ("honey", True)
+    assert final_answer("honey", qa) == ("honey", False)
+    # generation tasks keep the whole final answer, not one line
+    assert final_answer("Reasoning.\nAnswer: Line one.\nLine two.", gen, cot=True) == ("Line one.\nLine two.", True)
+    assert final_answer("Line one.\nLine two.", gen) == ("Line one.\nLine two.", False)
 
 
 def test_cot_and_messages(tmp_path):
     task = load_folder(write_task(tmp_path / "t", meta={"instruction": "Be brief."}))
     fake = FakeBackend(answer=lambda p: "Let me think.\nAnswer: 1")
     pred = _strategy("cot").predict(task.test[0], _ctx(task, fake))
-    assert pred.answer == "1" and pred.info["answer_line"]
+    assert pred.answer == "1" and pred.info["answer_marker"]
     assert "step by step" in fake.prompts[0]
     msgs = build_messages(task, task.test[0], exemplars=task.train[:2])
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
@@ -94,3 +103,50 @@ def test_medoid_for_long_form():
              "completely unrelated words here", "lesion left frontal lobe small"]
     assert medoid(texts, "en") in (0, 1, 3)
     assert medoid(texts, "en") != 2
+
+
+def test_the_instruction_is_never_shown_twice(tmp_path):
+    train = [{"id": f"tr{i}", "instruction": "What is the capital?", "input": f"Country {i}", "output": f"C{i}"}
+             for i in range(3)]
+    test = [{"id": "te0", "instruction": "What is the capital?", "input": "France", "output": "Paris"}]
+    task = load_folder(write_task(tmp_path / "t", train=train, test=test, meta={"instruction": "What is the capital?"}))
+    for form in (PromptForm(instruction="system"), PromptForm(instruction="user")):
+        msgs = build_messages(task, task.test[0], exemplars=task.train[:2], form=form)
+        text = "\n".join(m["content"] for m in msgs)
+        assert text.count("What is the capital?") == 1, (form, text)
+        assert ("system" in [m["role"] for m in msgs]) == (form.instruction == "system")
+
+
+def test_rag_few_shot_exemplars_carry_their_own_passages(tmp_path):
+    docs = [{"id": f"d{i}", "title": f"Town {i}", "text": f"The main export of Town {i} is product{i}."} for i in range(6)]
+    train = [{"id": f"tr{i}", "instruction": f"What is the main export of Town {i}?", "input": "", "output": f"product{i}",
+              "doc_ids": [f"d{i}"]} for i in range(3, 6)]
+    test = [{"id": "te0", "instruction": "What is the main export of Town 0?", "input": "", "output": "product0",
+             "doc_ids": ["d0"]}]
+    task = load_folder(write_task(tmp_path / "t", train=train, test=test, docs=docs))
+    fake = FakeBackend(chat=True)
+    ctx = _ctx(task, fake)
+    oracle, fs = _strategy("rag_oracle"), _strategy("few_shot", k=2)
+    oracle.prepare(ctx)
+    fs.prepare(ctx)
+    ctx.retrieval = oracle
+    passages = oracle.retrieve(task.test[0], ctx)
+    (call,) = fs.calls(task.test[0], ctx, passages)
+    users = [m["content"] for m in call.messages if m["role"] == "user"]
+    assert len(users) == 3 and all("[1] Town" in u for u in users)  # every exemplar turn has its passage
+    shots = fs.exemplars(task.test[0], ctx)
+    for u, ex in zip(users, shots):
+        assert ex.output in u  # the exemplar's own gold passage
+    # without a retriever, exemplars are plain question/answer turns
+    ctx.retrieval = None
+    (plain,) = fs.calls(task.test[0], ctx, None)
+    assert not any("[1]" in m["content"] for m in plain.messages)
+
+
+def test_completion_form_on_a_chat_model_renders_the_plain_prompt(tmp_path):
+    task = load_folder(write_task(tmp_path / "t"))
+    fake = FakeBackend(chat=True)
+    ctx = _ctx(task, fake)
+    _strategy("zero_shot", form="completion").predict(task.test[0], ctx)
+    _strategy("zero_shot", form="chat").predict(task.test[0], ctx)
+    assert fake.prompts[0].startswith("### Instruction") and fake.prompts[1].startswith("<user>")

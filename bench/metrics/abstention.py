@@ -16,7 +16,8 @@ the families aggregate with their own `aggregate`:
   abstention_recall     share of unanswerable items where the model abstained      (higher better)
   abstention_precision  share of abstentions that were on unanswerable items       (higher better)
   abstention_f1         harmonic mean of the two                                   (higher better)
-  hallucination_rate    share of unanswerable items answered anyway                (lower better)
+  hallucination_rate    share of unanswerable items given a non-empty answer that is not an abstention
+                                                                                   (lower better)
   false_abstention      share of answerable items where the model abstained        (lower better)
 
 Two metrics because the registry records one direction (higher_is_better) per metric.
@@ -63,7 +64,8 @@ def phrases(language: str) -> tuple[str, ...]:
 
 
 def detect(answer: Optional[str], language: str = "en", extra: tuple[str, ...] = ()) -> tuple[bool, str]:
-    """(abstained, matched phrase). An empty answer counts as an abstention (nothing was asserted).
+    """(abstained, matched phrase). An empty answer is not an abstention: a broken arm that writes nothing
+    must not look cautious (it is counted as empty, and as wrong, by the runner and the decision).
 
     Both languages' lists are tried, English second, so an English refusal to a Russian question counts.
     """
@@ -71,7 +73,7 @@ def detect(answer: Optional[str], language: str = "en", extra: tuple[str, ...] =
         return False, ""
     text = normalise(answer)
     if not text:
-        return True, "<empty answer>"
+        return False, ""
     padded = f" {text} "
     lists = [tuple(normalise(e) for e in extra if e and normalise(e)), phrases(language)]
     if not language.startswith("en"):
@@ -88,33 +90,36 @@ def is_abstention(answer: Optional[str], language: str = "en", extra: tuple[str,
 
 
 def _score(names: tuple[str, ...], answer: str, example: Example, task) -> dict[str, Score]:
+    """Per item: `abstained` (1/0) for the abstention names and false_abstention; for hallucination_rate,
+    1 when the item got a non-empty answer that is not an abstention (an empty answer asserts nothing)."""
     abstained, phrase = detect(answer, task.language, (task.abstain_phrase,))
+    empty = not normalise(answer or "")
     truth = "unanswerable" if not example.answerable else "answerable"
-    reason = f"{'abstained (' + repr(phrase) + ')' if abstained else 'answered'} on an {truth} item"
-    return {n: Score(n, 1.0 if abstained else 0.0, reason) for n in names}
+    what = "empty answer" if empty else (f"abstained ({phrase!r})" if abstained else "answered")
+    reason = f"{what} on an {truth} item"
+    asserted = 0.0 if (abstained or empty) else 1.0
+    return {n: Score(n, asserted if n == "hallucination_rate" else (1.0 if abstained else 0.0), reason) for n in names}
 
 
-def rates(records: list[tuple[Optional[float], Example]]) -> dict[str, Optional[float]]:
-    """All five numbers from (abstained 1/0 or None, example) pairs; None where undefined."""
+def rates(records: list[tuple[Optional[float], Example]], name: str) -> Optional[float]:
+    """The task-level value of one name from its per-item values (None values excluded; None where undefined)."""
     rec = [(v, ex) for v, ex in records if v is not None]
     un = [v for v, ex in rec if not ex.answerable]
     an = [v for v, ex in rec if ex.answerable]
+    if name == "hallucination_rate":
+        return sum(un) / len(un) if un else None
+    if name == "false_abstention":
+        return sum(an) / len(an) if an else None
     abst = [ex for v, ex in rec if v >= 0.5]
     recall = sum(un) / len(un) if un else None
     precision = sum(1 for ex in abst if not ex.answerable) / len(abst) if abst else None
+    if name == "abstention_recall":
+        return recall
+    if name == "abstention_precision":
+        return precision
     if recall is None:
-        f1 = None
-    elif not precision or not recall:
-        f1 = 0.0
-    else:
-        f1 = 2 * precision * recall / (precision + recall)
-    return {
-        "abstention_recall": recall,
-        "abstention_precision": precision,
-        "abstention_f1": f1,
-        "hallucination_rate": (1.0 - recall) if recall is not None else None,
-        "false_abstention": sum(an) / len(an) if an else None,
-    }
+        return None
+    return 0.0 if not precision or not recall else 2 * precision * recall / (precision + recall)
 
 
 @METRICS.register("abstention")
@@ -126,7 +131,7 @@ class Abstention(Metric):
         return _score(self.names, answer, example, task)
 
     def aggregate(self, name, records):
-        return rates(records)[name]
+        return rates(records, name)
 
 
 @METRICS.register("hallucination")
@@ -139,4 +144,4 @@ class Hallucination(Metric):
         return _score(self.names, answer, example, task)
 
     def aggregate(self, name, records):
-        return rates(records)[name]
+        return rates(records, name)

@@ -26,7 +26,8 @@ from bench.run.pool import LazyBackend, ModelPool, backend_name
 from bench.run.probes.hook import probe_measures
 from bench.run.strata import stratum_measures
 from bench.stats import percentile
-from bench.types import CellKey, Measure, Prediction, Row, Task
+from bench.metrics.abstention import is_abstention
+from bench.types import CellKey, Example, Measure, Prediction, Row, Task
 
 COST_METRICS = ("latency_p50_s", "prompt_tokens_mean", "completion_tokens_mean")
 
@@ -111,16 +112,10 @@ def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, calls_be
         arm.retrieval.prepare(ctx)
     arm.prompting.prepare(ctx)
 
-    # 4. answer every test item
+    # 4. answer every test item: each item's calls, all sent to the model together (cache first)
+    ctx.retrieval = arm.retrieval
     examples = list(task.test[: config.limit] if config.limit else task.test)
-    preds: list[Prediction] = []
-    for ex in progress_bar(examples, len(examples), f"{task.name}/{arm.name}", progress):
-        try:
-            passages = arm.retrieval.retrieve(ex, ctx) if arm.retrieval is not None else None
-            pred = arm.prompting.predict(ex, ctx, passages)
-        except BenchError as e:  # e.g. a prompt longer than the context: counted, not fatal
-            pred = Prediction(ex.id, None, error=str(e))
-        preds.append(pred)
+    preds = answer_items(examples, arm, ctx, f"{task.name}/{arm.name}")
     finish = getattr(arm.retrieval, "finish", None)
     if finish:
         finish(ctx)
@@ -141,8 +136,8 @@ def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, calls_be
             ctoks.append(sum(g.completion_tokens for g in p.generations))
         stratum = strata.get(ex.id, ex.stratum) if strata else ex.stratum
         scores.append({"example_id": ex.id, "answerable": ex.answerable, "stratum": stratum,
-                       "doc_ids": list(ex.doc_ids), "reference": ex.output, "answer": p.answer,
-                       "failed": p.answer is None, "error": p.error,
+                       "doc_ids": list(ex.doc_ids), "reference": ex.output, "answer": p.answer, "raw": p.raw,
+                       "outcome": outcome(p, task), "failed": p.answer is None, "error": p.error,
                        "scores": {k: v["value"] for k, v in sc.items()},
                        "reasons": {k: v["reason"] for k, v in sc.items()}, "info": p.info})
     n = max(len(examples), 1)
@@ -165,3 +160,39 @@ def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, calls_be
                  for name in COST_METRICS]
     return CellResult(cell_id(key.task, key.strategy, key.model, key.seed), [Row(key, m) for m in measures],
                       generations, scores, cost, model_calls=per_query["model_calls"], probe_items=probe_items)
+
+
+def answer_items(examples: list[Example], arm: Arm, ctx: CellContext, desc: str) -> list[Prediction]:
+    """Predictions for `examples`: retrieve, collect every item's calls, generate them in one batch, answer.
+
+    An item whose retrieval or prompt fails (a BenchError, e.g. a prompt longer than the context) is a
+    failed prediction, counted and never scored as zero; the other items go on.
+    """
+    planned: list[tuple[Example, Optional[list], list, Optional[str]]] = []
+    for ex in examples:
+        try:
+            passages = arm.retrieval.retrieve(ex, ctx) if arm.retrieval is not None else None
+            planned.append((ex, passages, arm.prompting.calls(ex, ctx, passages), None))
+        except BenchError as e:
+            planned.append((ex, None, [], str(e)))
+    gens = ctx.generate_many([c for _, _, calls, _ in planned for c in calls], desc=desc)
+    preds, at = [], 0
+    for ex, passages, calls, error in planned:
+        mine, at = gens[at:at + len(calls)], at + len(calls)
+        if error is not None:
+            pred = Prediction(ex.id, None, error=error)
+        else:
+            pred = arm.prompting.answer(ex, ctx, passages, mine)
+        if passages:
+            pred.sources = tuple(p.text for p in passages)
+        preds.append(pred)
+    return preds
+
+
+def outcome(pred: Prediction, task: Task) -> str:
+    """answered, abstained (a refusal phrase or the task's abstain_phrase), empty (no text), or failed."""
+    if pred.answer is None:
+        return "failed"
+    if not pred.answer.strip():
+        return "empty"
+    return "abstained" if is_abstention(pred.answer, task.language, (task.abstain_phrase,)) else "answered"
