@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from bench.errors import BenchError
 from bench.plugins import load_plugins
 from bench.registry import STRATEGIES
+from bench.taskio import BAD_TEXT, SAFE_NAME, read_yaml_file
 from bench.types import GenParams, Prices
 
 # The default matrix: every family on built-in tasks, sized for ~15 minutes on 2 CPU cores.
@@ -38,6 +38,8 @@ DEFAULT_MODEL = "smollm2-135m"
 BACKENDS = ("auto", "llama", "hf")
 PROBE_SETS = ("none", "tiny", "default", "large")
 EXECUTORS = ("local", "ray")
+INT_RANGE = (-(2**31), 2**31 - 1)  # every whole number of a config fits a C int (threads, seeds, steps, tokens)
+SEED_RANGE = (0, INT_RANGE[1])  # a seed numpy, torch and llama.cpp all accept
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ class RunConfig:
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "RunConfig":
+        """A validated config from a mapping (a parsed YAML file); BenchError starting with `where` otherwise."""
+        if data is not None and not isinstance(data, dict):
+            raise BenchError(f"{where}: a run config is a mapping of keys (tasks, strategies, model, ...), "
+                             f"got {type(data).__name__}")
         data = dict(data or {})
         raw_params = data.pop("params", None) or {}
         cfg = _build(cls, data, where)
@@ -126,17 +132,17 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
+        """A validated config from a YAML file, read with the checks of bench.taskio (size, encoding, duplicate
+        keys, nesting, aliases); any problem is one BenchError naming the file."""
         p = Path(path)
-        if not p.is_file():
+        if not p.exists() and not p.is_symlink():
             raise BenchError(f"--config {p}: no such file; pass a YAML run config")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise BenchError(f"{p}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        data = read_yaml_file(p)
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
-            raise BenchError(f"{p}: a run config is a YAML mapping of keys (tasks, strategies, model, ...)")
+            raise BenchError(f"{p}: a run config is a YAML mapping of keys (tasks, strategies, model, ...), "
+                             f"got {type(data).__name__}")
         return cls.from_dict(data, where=str(p))
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -154,7 +160,12 @@ class RunConfig:
         load_plugins()
         merged = dict(self.params)
         for name, values in raw.items():
-            strat = STRATEGIES.get(name)
+            if not isinstance(name, str):
+                raise BenchError(f"{where}: params: key {name!r} must be a strategy name")
+            try:
+                strat = STRATEGIES.get(name)
+            except BenchError as e:
+                raise BenchError(f"{where}: params: {e}") from None
             if isinstance(values, dict):
                 values = _build(strat.Params, values, f"{where}: params.{name}")
             elif not isinstance(values, strat.Params):
@@ -176,6 +187,12 @@ class RunConfig:
             raise BenchError(f"{where}: strategies is empty; name at least one (see `bench ls strategies`)")
         if not self.seeds:
             raise BenchError(f"{where}: seeds is empty; give at least one seed, e.g. --seeds 0")
+        for seed in self.seeds:
+            if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+                raise BenchError(f"{where}: seed {seed} is out of range; use whole numbers from 0 to {SEED_RANGE[1]}")
+        if self.run_id is not None and not SAFE_NAME.fullmatch(self.run_id):
+            raise BenchError(f"{where}: run_id {self.run_id[:60]!r} must be one folder name: 1-100 letters, digits or "
+                             "_ . + -, not starting with . or - (it must not leave the results folder)")
         if self.limit is not None and self.limit < 1:
             raise BenchError(f"{where}: limit must be a positive number of test items, got {self.limit}")
         if self.backend not in BACKENDS:
@@ -236,6 +253,8 @@ def _build(cls: type, data: dict, where: str) -> Any:
     known = {f.name for f in fields(cls) if f.init}
     kwargs = {}
     for key, value in data.items():
+        if not isinstance(key, str):
+            raise BenchError(f"{where}: key {key!r} is not a name; known keys: {', '.join(sorted(known))}")
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(known))}"
@@ -245,6 +264,7 @@ def _build(cls: type, data: dict, where: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` as the type `hint` says (a list from a comma string, a number from its text); BenchError otherwise."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Union:  # Optional[X]
@@ -259,10 +279,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         if value is None:
             return ()
-        if isinstance(value, (str, int, float)):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [v.strip() for v in value.split(",")] if isinstance(value, str) else [value]
         if not isinstance(value, (list, tuple)):
-            raise BenchError(f"{where}: expected a list, got {value!r}")
+            raise BenchError(f"{where}: expected a list, got {_show(value)}")
         if args and args[0] is not Any and args[-1] is Ellipsis:
             return tuple(_coerce(v, args[0], where) for v in value)
         return tuple(value)
@@ -271,18 +291,40 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise BenchError(f"{where}: expected true or false, got {value!r}")
+        raise BenchError(f"{where}: expected true or false, got {_show(value)}")
     if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            try:
-                return hint(value)
-            except (TypeError, ValueError):
-                raise BenchError(f"{where}: expected a number, got {value!r}") from None
-        if hint is int and isinstance(value, float) and not value.is_integer():
-            raise BenchError(f"{where}: expected a whole number, got {value!r}")
-        return hint(value)
+        return _number(value, hint, where)
     if hint is str:
-        if not isinstance(value, (str, int, float)):
-            raise BenchError(f"{where}: expected a string, got {value!r}")
-        return str(value)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise BenchError(f"{where}: expected a string, got {_show(value)}")
+        text = str(value)
+        if BAD_TEXT.search(text):
+            raise BenchError(f"{where}: the text holds NUL or a lone surrogate (not text); remove it")
+        return text
     return value
+
+
+def _number(value: Any, hint: type, where: str) -> Any:
+    """A finite float or a whole number within INT_RANGE, from a number or its text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BenchError(f"{where}: expected a number, got {_show(value)}")
+    if isinstance(value, str):
+        try:
+            value = int(value) if hint is int and value.strip().lstrip("+-").isdigit() else float(value)
+        except (TypeError, ValueError):
+            raise BenchError(f"{where}: expected a number, got {_show(value)}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BenchError(f"{where}: expected a finite number, got {value}")
+    if hint is float:
+        return float(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise BenchError(f"{where}: expected a whole number, got {value!r}")
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise BenchError(f"{where}: {int(value)} is out of range; use a whole number from {INT_RANGE[0]} to {INT_RANGE[1]}")
+    return int(value)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """repr of a user's value, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
