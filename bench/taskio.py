@@ -36,8 +36,8 @@ from bench.registry import METRICS
 from bench.types import Doc, Example, Task
 
 # -- the limits (docs/input-limits.md) ------------------------------------------------------------
-MIB = 1 << 20
-MAX_YAML_BYTES = 1 * MIB  # task.yaml and a run config
+KIB, MIB = 1 << 10, 1 << 20
+MAX_YAML_BYTES = 64 * KIB  # task.yaml and a run config: settings, not data (PyYAML parses ~30,000 tokens a second)
 MAX_MANIFEST_BYTES = 1 * MIB  # a generator's manifest.json
 MAX_JSONL_BYTES = 512 * MIB  # train.jsonl, test.jsonl, docs.jsonl, each
 MAX_RECORD_BYTES = 1 * MIB  # one line of a .jsonl file (about 250,000 tokens: beyond any context window)
@@ -105,7 +105,9 @@ def _kind(value: Any) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n:,} bytes"
+    if n >= MIB:
+        return f"{n / MIB:.1f} MiB"
+    return f"{n / KIB:.1f} KiB" if n >= KIB else f"{n:,} bytes"
 
 
 class Problems:
@@ -303,6 +305,8 @@ def parse_json(text: str) -> tuple[Any, Optional[str]]:
         what = what[:1].lower() + what[1:]
         if e.msg == "Extra data":
             return None, f"invalid JSON at {at}: a second value starts there (records joined?); put one object per line"
+        if e.msg.startswith("Unterminated string"):
+            return None, f"invalid JSON at {at}: a string never ends (a truncated record, or a missing quote)"
         if e.pos >= len(text.rstrip()):
             return None, f"invalid JSON at {at}: truncated ({what} at the end); complete the record"
         return None, f"invalid JSON at {at}: {what}"
@@ -448,8 +452,24 @@ def _read_text(path: Path, problems: Problems, *, root: Optional[Path], limit: i
     return data.decode("utf-8").replace("\r\n", "\n")
 
 
+_YAML_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|#[^\n]*')
+
+
+def _flow_depth(text: str) -> int:
+    """How deep [ ] and { } nest in a YAML text (outside quotes and comments): checked before parsing, since
+    PyYAML takes seconds to reach its recursion limit on a line of brackets."""
+    depth = deepest = 0
+    for m in re.finditer(r"[\[\]{}]", _YAML_QUOTED_OR_COMMENT.sub("", text)):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def _parse_yaml(path: Path, text: str, problems: Problems) -> Any:
     """The YAML document of `text`, checked for depth, size and strings; None with a problem."""
+    if _flow_depth(text) > MAX_DEPTH:
+        problems.add(path, f"nested deeper than {MAX_DEPTH} levels; flatten the data")
+        return None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:

@@ -62,3 +62,70 @@ def test_config_yaml_and_strategy_params(tmp_path):
 def test_impossible_config(changes, message):
     with pytest.raises(BenchError, match=message):
         RunConfig().replace(**changes)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- a\n", r"run.yaml: a run config is a YAML mapping of keys .*got list"),
+    ("5\n", r"run.yaml: a run config is a YAML mapping"),
+    ("tasks: [demo]\ntasks: [x]\n", r"run.yaml:2: invalid YAML at column 1: duplicate key 'tasks'"),
+    ("1: x\n", r"run.yaml: key 1 is not a name"),
+    ("seeds: [true]\n", r"run.yaml: seeds: expected a number, got True"),
+    ("seeds: [-1]\n", r"run.yaml: seed -1 is out of range"),
+    ("seeds: [99999999999999]\n", r"run.yaml: seeds: 99999999999999 is out of range"),
+    ("limit: .inf\n", r"run.yaml: limit: expected a finite number, got inf"),
+    ("limit: 2.5\n", r"run.yaml: limit: expected a whole number"),
+    ("limit: [1]\n", r"run.yaml: limit: expected a number"),
+    ("generation: {temperature: .nan}\n", r"run.yaml: generation: temperature: expected a finite number"),
+    ("generation: [1]\n", r"run.yaml: generation: expected a mapping for GenParams"),
+    ("generation: {stop: [null]}\n", r"run.yaml: generation: stop: expected a string, got None"),
+    ("run_id: ../elsewhere\n", r"run.yaml: run_id '../elsewhere' must be one folder name"),
+    ("run_id: a/b\n", r"run.yaml: run_id 'a/b' must be one folder name"),
+    ('out: "a\\0b"\n', r"run.yaml: a string holds NUL"),
+    ("model: 2024-01-01\n", r"run.yaml: model: expected a string, got datetime.date"),
+    ("model: !!binary aGVsbG8=\n", r"run.yaml: model: expected a string"),
+    ("tasks: !!set {a, b}\n", r"run.yaml: tasks: expected a list"),
+    ("strata: 'yes'\n", r"run.yaml: strata: expected true or false"),
+    ("params: [few_shot]\n", r"run.yaml: params must map strategy names"),
+    ("params: {1: {k: 2}}\n", r"run.yaml: params: key 1 must be a strategy name"),
+    ("params: {few_shoot: {k: 2}}\n", r"run.yaml: params: unknown strategy 'few_shoot'; did you mean few_shot"),
+    ("params: {few_shot: [1]}\n", r"run.yaml: params.few_shot must be a mapping"),
+    ("params: {few_shot: {k: '1e400'}}\n", r"run.yaml: params.few_shot: k: expected a finite number"),
+    ("tasks: " + "[" * 5000 + "]" * 5000 + "\n", r"run.yaml: nested deeper than 32 levels"),
+    ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
+     r"run.yaml: holds more than 100,000 values"),
+])
+def test_bad_config_files_name_the_file(tmp_path, text, message):
+    p = tmp_path / "run.yaml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(BenchError, match=message) as e:
+        RunConfig.from_yaml(p)
+    assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xff\xfe" + "model: x\n".encode("utf-16-le"), r"run.yaml: is UTF-16 \(by its byte-order mark\)"),
+    ("model: привет\n".encode("cp1251"), r"run.yaml:1: not UTF-8 \(byte 0xef at column 8; looks like CP1251\)"),
+    (b"model: a\x01b\n", r"run.yaml:1: control character U\+0001 at column 9"),
+])
+def test_config_bytes(tmp_path, data, message):
+    p = tmp_path / "run.yaml"
+    p.write_bytes(data)
+    with pytest.raises(BenchError, match=message):
+        RunConfig.from_yaml(p)
+
+
+def test_config_bom_crlf_and_empty_file(tmp_path):
+    p = tmp_path / "run.yaml"
+    p.write_bytes(b"\xef\xbb\xbftasks: [demo]\r\nlimit: '3'\r\n")
+    cfg = RunConfig.from_yaml(p)
+    assert cfg.tasks == ("demo",) and cfg.limit == 3
+    p.write_bytes(b"")
+    assert RunConfig.from_yaml(p) == RunConfig()
+
+
+def test_config_that_is_not_a_file(tmp_path):
+    with pytest.raises(BenchError, match="is a folder, not a file"):
+        RunConfig.from_yaml(tmp_path)
+    with pytest.raises(BenchError, match="run config is a mapping"):
+        RunConfig.from_dict([1], where="x")  # type: ignore[arg-type]
