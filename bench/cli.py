@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
+import sqlite3
 import sys
 from typing import Optional
 
@@ -35,6 +37,8 @@ from bench.run.grid import run_grid
 from bench.taskio import validate_folder
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
+SQLITE_WRITE_ERRORS = ("disk I/O error", "database or disk is full", "readonly database", "unable to open database")
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -143,8 +147,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {t['strategy']:<28} {v} {ci:<16} n={t['n']:<4} failed={t['n_failed']:<3} p50={lat}")
     print(f"\ncells: {result.cells_total} ({result.cells_reused} reused, {len(result.cells_failed)} failed), "
           f"model calls: {result.model_calls}")
+    for cid, error in result.errors.items():
+        print(f"bench: cell {cid} failed: {error}", file=sys.stderr)
     if result.cells_failed:
-        print(f"failed cells (rerun to retry): {', '.join(result.cells_failed)}", file=sys.stderr)
+        print(f"{len(result.cells_failed)} cell(s) failed (tracebacks in their cells/<id>/error.txt); the report "
+              "shows them, and the same command retries them", file=sys.stderr)
     print(f"report: {report}")
     return 1 if result.cells_failed else 0
 
@@ -197,6 +204,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cannot_write(where: str, why: str) -> int:
+    print(f"bench: error: cannot write {where}: {why}; free disk space, fix the permissions or choose another "
+          "--out; finished cells are kept and the next run resumes", file=sys.stderr)
+    return 2
+
+
 COMMANDS = {"run": cmd_run, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate, "estimate": cmd_estimate,
             "import": importer.cmd_import}
 
@@ -206,8 +219,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
+        for line in e.lines:
+            print(f"bench: error: {line}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        return _cannot_write(e.filename or "the results folder", e.strerror)
+    except sqlite3.OperationalError as e:  # the generation cache's disk is full, read-only or size-limited
+        if not any(m in str(e) for m in SQLITE_WRITE_ERRORS):
+            raise
+        return _cannot_write("the generation cache (<out>/.cache/generations.sqlite)", str(e))
     except KeyboardInterrupt:
         print("bench: interrupted; finished cells are saved, run the same command again to resume", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
 
 from bench.prompts import PromptForm
-from bench.types import Call, Doc, Example, Generation, Passage, Prediction
+from bench.types import Call, Doc, Example, Generation, Passage, Prediction, Task
 
 if TYPE_CHECKING:
     from bench.models.backend import Backend
@@ -45,6 +45,15 @@ class Strategy:
 
     def __init__(self, params: Optional[object] = None):
         self.params = params if params is not None else self.Params()
+
+    def reads(self, task: Task) -> tuple[str, ...]:
+        """The parts of `task` besides its test items that this strategy reads ("train", "docs"): a finished
+        cell is recomputed when one of them changes, and only then."""
+        return ()
+
+    def check(self, task: Task) -> Optional[str]:
+        """Why this strategy cannot run on `task` (asked when the run is planned, before any model work), or None."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -100,12 +109,25 @@ class RetrievalStrategy(Strategy):
         """The passages for one example, best first."""
         raise NotImplementedError
 
+    def reads(self, task: Task) -> tuple[str, ...]:
+        return ("docs",) if task.docs else ("train",)
+
     @staticmethod
     def corpus(ctx: "CellContext") -> list[Doc]:
         """The task's docs.jsonl, or its train split as documents when it has none (DESIGN.md)."""
-        if ctx.task.docs:
-            return list(ctx.task.docs)
-        return [Doc(id=e.id, title=e.instruction, text=f"{e.input}\n{e.output}".strip()) for e in ctx.task.train]
+        return corpus_of(ctx.task)
+
+    def check(self, task: Task) -> Optional[str]:
+        if not corpus_of(task):
+            return f"strategy {self.name}: task {task.name} has no docs.jsonl and no train items to retrieve from"
+        return None
+
+
+def corpus_of(task: Task) -> list[Doc]:
+    """What retrieval searches: the task's docs, or its train split as documents when it has none."""
+    if task.docs:
+        return list(task.docs)
+    return [Doc(id=e.id, title=e.instruction, text=f"{e.input}\n{e.output}".strip()) for e in task.train]
 
 
 class FinetuneStrategy(Strategy):

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from bench.errors import BenchError
 from bench.hashing import sha256_json
@@ -40,16 +40,27 @@ class _Finetune(FinetuneStrategy):
 
     uses_docs = False
 
+    def reads(self, task) -> tuple[str, ...]:
+        return ("train", "docs") if self.uses_docs else ("train",)
+
+    def check(self, task) -> Optional[str]:
+        if self.uses_docs and not task.docs:
+            return f"strategy {self.name}: task {task.name} has no docs.jsonl to pretrain on; use lora"
+        try:
+            split_train_val(task.train, self.params.val_fraction, 0, option=f"{self.name}.val_fraction")
+        except BenchError as e:
+            return f"strategy {self.name} on task {task.name}: {e}"
+        if not task.train:
+            return f"strategy {self.name}: task {task.name} has no train items to learn from"
+        return None
+
     def job(self, ctx: "CellContext") -> Any:
         p = self.params
         template = self._template(ctx)
         train, val = split_train_val(ctx.task.train, p.val_fraction, ctx.seed, option=f"{self.name}.val_fraction")
         records = []
         if self.uses_docs:
-            docs = list(ctx.task.docs)
-            if not docs:
-                raise BenchError(f"strategy {self.name}: task {ctx.task.name} has no docs.jsonl to pretrain on; use lora")
-            records.extend(doc_records(docs))
+            records.extend(doc_records(list(ctx.task.docs)))
         if not self.uses_docs or getattr(p, "include_sft", True):
             records.extend(sft_records(ctx.task, train, template))
         return TrainJob(ctx.model, self.name, p, records, sft_records(ctx.task, val, template), ctx.seed,

@@ -76,6 +76,12 @@ class FewShot(PromptingStrategy):
                    "own passages when the arm retrieves")
     Params = FewShotParams
 
+    def reads(self, task):
+        return ("train",)
+
+    def check(self, task):
+        return None if task.train else f"strategy few_shot: task {task.name} has no train items to take exemplars from"
+
     def prepare(self, ctx):
         self._pool = list(ctx.task.train)
         self._vecs = None

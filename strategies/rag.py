@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Optional
 
 from bench.errors import BenchError
 from bench.prompts import format_query
@@ -93,12 +94,15 @@ class RagOracle(RetrievalStrategy):
     Params = NoParams
     diagnostic = True
 
+    def check(self, task) -> Optional[str]:
+        if not any(e.doc_ids for e in task.test):
+            return (f"strategy rag_oracle: task {task.name} has no test item with doc_ids naming its gold documents; "
+                    "add doc_ids to test.jsonl or drop rag_oracle")
+        return super().check(task)
+
     def prepare(self, ctx) -> None:
         docs = self.corpus(ctx)
         self.by_id = {d.id: d for d in docs}
-        if not any(e.doc_ids for e in ctx.task.test):
-            raise BenchError(f"task {ctx.task.name}: rag_oracle needs test items with doc_ids naming their gold documents; "
-                             "add doc_ids to test.jsonl or drop rag_oracle")
         ctx.record_cost("index", seconds=0.0, cached=True, retriever="oracle", vectors=0, docs=len(docs))
 
     def retrieve(self, example: Example, ctx) -> list[Passage]:

@@ -51,6 +51,9 @@ class FakePool:
         self.backend = backend
         self.loads = 0
 
+    def backend_name(self, spec):
+        return self.backend.name
+
     def get(self, spec, backend=None):
         self.loads += 1
         return self.backend

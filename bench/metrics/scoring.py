@@ -8,23 +8,33 @@ from __future__ import annotations
 
 from typing import Optional
 
+from bench.metrics import support
 from bench.metrics.base import Metric
 from bench.registry import METRICS
 from bench.stats import bootstrap_ci, bootstrap_ci_stat
 from bench.types import Example, Measure, Prediction, Task
 
 
+# Bump when a change here or in a metric changes any stored score: cells scored under another version are recomputed.
+SCORING_VERSION = "2"
+
+
 def score_prediction(pred: Prediction, example: Example, task: Task) -> dict[str, dict]:
-    """{metric name: {"value": float|None, "reason": str}} for every metric the task reports."""
+    """{metric name: {"value": float|None, "reason": str}} for every metric the task reports, plus the
+    source-support checks that score every task (`support.scorers_for`); a metric with `uses_sources`
+    also gets the texts the arm showed the model (`pred.sources`)."""
     out: dict[str, dict] = {}
-    for scorer in task.metrics:
+    for scorer in support.scorers_for(task):
         metric = METRICS.get(scorer)()
         if pred.answer is None:
             for name in metric.names:
                 out[name] = {"value": None, "reason": f"no answer: {pred.error or 'generation failed'}"}
             continue
         try:
-            scores = metric.score(pred.answer, example, task)
+            if getattr(metric, "uses_sources", False):
+                scores = metric.score(pred.answer, example, task, sources=pred.sources)
+            else:
+                scores = metric.score(pred.answer, example, task)
         except Exception as e:  # a scorer bug must not take the cell down; it is counted instead
             scores = {}
             for name in metric.names:

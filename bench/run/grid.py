@@ -1,51 +1,57 @@
-"""Running the grid: `run_grid` plans every cell, skips finished ones, runs the rest, writes results.
+"""Running the grid: `run_grid` plans every cell, reuses the finished ones, runs the rest, writes results.
 
-It resolves everything first (a bad task or name stops the run before any model work), writes the
-manifest, skips cells whose rows are already on disk, writes each finished cell atomically (its
-rows.jsonl last, which marks it complete), rewrites the run's rows.jsonl after each cell, and leaves
-the report to the caller. A killed run resumes where it stopped.
+It resolves everything first (a bad task, name or combination stops the run before any model work),
+takes the results folder's lock (a second run on the same folder refuses with a clear message),
+writes the manifest, and then, for every (task, arm, seed) cell:
+
+- reuses it when its folder holds a complete cell (rows.jsonl, written last) computed under the same
+  fingerprint: everything that decides its rows (the arm and its params, the model and backend, the
+  seed, the test items it scored, the task parts the arm reads, decoding, probes, the scorer version);
+  a cell with another fingerprint is recomputed, and the log says so;
+- otherwise runs it (bench.run.cell.run_cell) and writes its files atomically, rows.jsonl last;
+- a cell that fails at run time (a model error, out of memory) is recorded with its error in
+  cells/<id>/error.txt and the manifest, the other cells finish, and the caller exits 1.
+
+With `until_decided` the cells run in rounds on growing prefixes of the test items (all arms on the
+same new items) until the report's rule decides every task, `max_items` is reached or the `budget`
+is spent; the generation cache keeps every earlier answer, so each round only generates new items.
+A killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from filelock import FileLock, Timeout
+
 from bench import atomic
-from bench.config import RunConfig
+from bench.config import RunConfig, budget_seconds
 from bench.errors import BenchError
 from bench.hashing import sha256_json
+from bench.metrics.scoring import SCORING_VERSION
 from bench.models.resolve import ModelSpec
-from bench.results import (
-    CELL_ROWS,
-    COST,
-    ERROR,
-    GENERATIONS,
-    MANIFEST,
-    PROBES,
-    ROWS,
-    SCORES,
-    cell_dir,
-    cell_id,
-    git_hash,
-    hardware,
-    versions,
-)
+from bench.results import (CELL_ROWS, COST, ERROR, GENERATIONS, MANIFEST, PROBES, ROWS, SCORES, cell_dir, cell_id,
+                           git_hash, hardware, read_json, versions)
 from bench.run.cache import GenerationCache
 from bench.run.cell import CellResult, progress_bar, run_cell
 from bench.run.context import CellContext
+from bench.run.pipeline import Arm
 from bench.run.plan import Plan, plan
 from bench.run.pool import LazyBackend, ModelPool
-from bench.run.strata import slick_strata
 from bench.types import Task
+
+CELL_META = "cell.json"  # the fingerprint a cell was computed under (written before its rows.jsonl)
+LOCK = ".lock"
 
 
 def default_run_id(config: RunConfig, tasks: tuple[Task, ...], model: ModelSpec) -> str:
     d = config.to_dict()
-    for k in ("out", "run_id", "cache_dir"):
+    for k in ("out", "run_id", "cache_dir", "executor", "ray_address"):
         d.pop(k, None)
     key = sha256_json([d, model.sha256, [t.sha256 for t in tasks]])[:8]
     names = "-".join(t.name for t in tasks)
@@ -62,6 +68,38 @@ class GridResult:
     cells_reused: int
     cells_failed: list[str]
     model_calls: int
+    errors: dict[str, str] = field(default_factory=dict)  # cell id -> one line saying what went wrong
+    rounds: list[dict] = field(default_factory=list)  # with until_decided: items per task and decisions per round
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell to compute: which task, arm and seed, on how many test items, and its fingerprint."""
+
+    task: Task
+    arm: Arm
+    seed: int
+    items: int
+    fingerprint: str
+
+
+def task_part_hashes(task: Task) -> dict[str, Optional[str]]:
+    files = dict(task.files_sha256)
+    return {"meta": files.get("task.yaml"), "train": files.get("train.jsonl"), "docs": files.get("docs.jsonl")}
+
+
+def fingerprint(task: Task, arm: Arm, model: ModelSpec, backend: str, seed: int, items: int, config: RunConfig) -> str:
+    """Everything that decides a cell's rows, hashed: a cell stored under another fingerprint is stale."""
+    parts = task_part_hashes(task)
+    reads = {r for part in arm.parts for r in part.reads(task)}
+    if config.strata or config.tune:
+        reads.add("train")
+    return sha256_json({
+        "scoring": SCORING_VERSION, "task": task.name, "meta": parts["meta"],
+        "test": sha256_json([asdict(e) for e in task.test[:items]]), "reads": {r: parts[r] for r in sorted(reads)},
+        "arm": arm.key, "model": model.sha256, "backend": backend, "seed": seed, "generation": asdict(config.generation),
+        "probes": config.probes, "strata": config.strata, "tune": config.tune, "support": asdict(config.support),
+    })
 
 
 def manifest_of(config: RunConfig, p: Plan, run_id: str) -> dict:
@@ -72,94 +110,161 @@ def manifest_of(config: RunConfig, p: Plan, run_id: str) -> dict:
         "hardware": hardware(), "seeds": list(config.seeds), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": {"name": model.name, "kind": model.kind, "source": model.source, "sha256": model.sha256},
         "tasks": {t.name: {"version": t.version, "language": t.language, "kind": t.kind,
-                           "abstain_phrase": t.abstain_phrase, "files_sha256": dict(t.files_sha256)} for t in p.tasks},
+                           "abstain_phrase": t.abstain_phrase, "test_items": len(t.test),
+                           "files_sha256": dict(t.files_sha256)} for t in p.tasks},
         "strategies": {a.name: a.describe() for a in p.arms},
     }
 
 
-def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print,
-             pool: Optional[ModelPool] = None) -> GridResult:
-    """Run every (task, arm, seed) cell of `config` that is not already on disk; see the module docstring."""
-    p = plan(config)
-    tasks, arms, model = p.tasks, p.arms, p.model
-    run_id = config.run_id or default_run_id(config, tasks, model)
-    run_dir = Path(config.out) / run_id
-    manifest = manifest_of(config, p, run_id)
-    atomic.write_json(run_dir / MANIFEST, manifest)
-    log(f"run {run_id}: {len(tasks)} task(s) x {len(arms)} strategies x {len(config.seeds)} seed(s) on {model.name}; "
-        f"load average {manifest['hardware']['load_avg']}")
+class Grid:
+    """One run's state while it executes: the folder, the cache, the model pool and what is done."""
 
-    cache = GenerationCache(config.resolved_cache_dir() / "generations.sqlite")
-    own_pool = pool is None
-    pool = pool or ModelPool(config)
-    cells = [(t, a, s) for t in tasks for a in arms for s in config.seeds]
-    reused, failed, calls = 0, [], 0
-    done: dict[str, list[dict]] = {}
-    strata: dict[str, dict[str, str]] = {}
-    try:
-        for task, arm, seed in progress_bar(cells, len(cells), "cells", progress):
-            cid = cell_id(task.name, arm.name, model.name, seed)
-            cdir = cell_dir(run_dir, cid)
-            if (cdir / CELL_ROWS).is_file():
-                done[cid] = atomic.read_jsonl(cdir / CELL_ROWS)
-                reused += 1
+    def __init__(self, config: RunConfig, p: Plan, run_dir: Path, pool: ModelPool, progress: bool,
+                 log: Callable[[str], None]):
+        self.config, self.plan, self.run_dir, self.pool = config, p, run_dir, pool
+        self.progress, self.log = progress, log
+        self.cache = GenerationCache(config.resolved_cache_dir() / "generations.sqlite")
+        self.done: dict[str, list[dict]] = {}
+        self.reused = self.calls = 0
+        self.errors: dict[str, str] = {}
+        self.strata: dict[str, dict[str, str]] = {}
+
+    def jobs(self, items: dict[str, int]) -> list[CellJob]:
+        """Every cell of the grid, each on the first items[task] test items."""
+        backend = self.pool.backend_name(self.plan.model)
+        return [CellJob(t, a, s, items[t.name], fingerprint(t, a, self.plan.model, backend, s, items[t.name], self.config))
+                for t in self.plan.tasks for a in self.plan.arms for s in self.config.seeds]
+
+    def cid(self, job: CellJob) -> str:
+        return cell_id(job.task.name, job.arm.name, self.plan.model.name, job.seed)
+
+    def reusable(self, job: CellJob) -> bool:
+        cdir = cell_dir(self.run_dir, self.cid(job))
+        if not (cdir / CELL_ROWS).is_file():
+            return False
+        meta = read_json(cdir / CELL_META)
+        if meta.get("fingerprint") == job.fingerprint:
+            return True
+        self.log(f"cell {self.cid(job)} was computed under another configuration (items, task files, params, "
+                 "model or scorer changed); recomputing it")
+        (cdir / CELL_ROWS).unlink()  # first, so a kill from here on never leaves a stale complete cell
+        return False
+
+    def run(self, jobs: list[CellJob]) -> None:
+        for job in progress_bar(jobs, len(jobs), "cells", self.progress):
+            cid = self.cid(job)
+            cdir = cell_dir(self.run_dir, cid)
+            if self.reusable(job):
+                self.done[cid] = atomic.read_jsonl(cdir / CELL_ROWS)
+                self.reused += 1
                 continue
-            if config.strata and task.name not in strata:
-                strata[task.name] = _slick(task, model, config, cache, pool, log)
+            if self.config.strata and job.task.name not in self.strata:
+                self.strata[job.task.name] = self.slick(job.task)
+            config = self.config.replace(limit=job.items)
             try:
-                res = run_cell(task, arm, model, config, seed=seed, cache=cache, pool=pool, work_dir=cdir,
-                               progress=progress, strata=strata.get(task.name))
-            except BenchError:
-                raise
-            except Exception as e:  # a broken cell is recorded and retried by the next run
-                cdir.mkdir(parents=True, exist_ok=True)
-                atomic.write_text(cdir / ERROR, traceback.format_exc())
-                failed.append(cid)
-                log(f"cell {cid} failed: {type(e).__name__}: {e} (traceback in {cdir / ERROR})")
+                res = run_cell(job.task, job.arm, self.plan.model, config, seed=job.seed, cache=self.cache,
+                               pool=self.pool, work_dir=cdir, progress=self.progress,
+                               strata=self.strata.get(job.task.name))
+            except BenchError as e:  # found only when the cell ran (e.g. an adapter the architecture refuses)
+                self.fail(cid, cdir, str(e), traceback.format_exc())
                 continue
-            calls += res.model_calls
-            write_cell(cdir, res)
-            done[cid] = [r.to_dict() for r in res.rows]
-            _write_rows(run_dir, cells, model, done)
-        _write_rows(run_dir, cells, model, done)
-    finally:
-        cache.close()
-        if own_pool:
-            pool.close()
-    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    manifest["cells"] = {"total": len(cells), "reused": reused, "failed": failed, "model_calls": calls}
-    atomic.write_json(run_dir / MANIFEST, manifest)
-    rows = atomic.read_jsonl(run_dir / ROWS)
-    return GridResult(run_dir, rows, len(cells), reused, failed, calls)
+            except Exception as e:  # noqa: BLE001 - a broken cell (model error, out of memory); the next run retries it
+                self.fail(cid, cdir, f"{type(e).__name__}: {e}", traceback.format_exc())
+                continue
+            self.calls += res.model_calls
+            write_cell(cdir, res, job.fingerprint)
+            self.errors.pop(cid, None)
+            self.done[cid] = [r.to_dict() for r in res.rows]
+            self.write_rows()
+
+    def fail(self, cid: str, cdir: Path, line: str, tb: str) -> None:
+        cdir.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(cdir / ERROR, tb)
+        self.errors[cid] = line.splitlines()[0][:300] if line else "failed"
+        self.done.pop(cid, None)
+        self.log(f"cell {cid} failed: {self.errors[cid]} (traceback in {cdir / ERROR})")
+
+    def slick(self, task: Task) -> dict[str, str]:
+        """SliCK strata of a task's test items on the base model (only computed when a cell needs them)."""
+        from bench.run.strata import slick_strata
+
+        ctx = CellContext(task=task, config=self.config, seed=0, model=self.plan.model,
+                          backend=LazyBackend(self.pool, self.plan.model), cache=self.cache, strategy_key="slick")
+        strata = slick_strata(task, ctx, limit=self.config.limit)
+        counts: dict[str, int] = {}
+        for s in strata.values():
+            counts[s] = counts.get(s, 0) + 1
+        self.log(f"SliCK strata of {task.name} on {self.plan.model.name}: {counts}")
+        return strata
+
+    def write_rows(self) -> None:
+        """rows.jsonl = the rows of every complete cell, in grid order (rewritten atomically)."""
+        rows = []
+        for t in self.plan.tasks:
+            for a in self.plan.arms:
+                for s in self.config.seeds:
+                    rows.extend(self.done.get(cell_id(t.name, a.name, self.plan.model.name, s), []))
+        atomic.write_jsonl(self.run_dir / ROWS, rows)
 
 
-def write_cell(cdir: Path, res: CellResult) -> None:
+def write_cell(cdir: Path, res: CellResult, fp: str) -> None:
     """A finished cell's files, each atomic; its rows.jsonl last, which marks the cell complete."""
     atomic.write_jsonl(cdir / GENERATIONS, res.generations)
     atomic.write_jsonl(cdir / SCORES, res.scores)
     atomic.write_json(cdir / COST, res.cost)
     if res.probe_items:
         atomic.write_json(cdir / PROBES, res.probe_items)
+    atomic.write_json(cdir / CELL_META, {"fingerprint": fp, "items": res.cost.get("per_query", {}).get("queries")})
     atomic.write_jsonl(cdir / CELL_ROWS, [r.to_dict() for r in res.rows])
     (cdir / ERROR).unlink(missing_ok=True)
 
 
-def _slick(task: Task, model: ModelSpec, config: RunConfig, cache: GenerationCache, pool, log) -> dict[str, str]:
-    """SliCK strata of a task's test items on the base model (only computed when a cell needs them)."""
+def lock_run(run_dir: Path) -> FileLock:
+    """The results folder's lock; a second `bench run` on the same folder refuses instead of interleaving."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise BenchError(f"{run_dir}: another bench run is writing this results folder; wait for it to finish, "
+                         "or give this run another --run-id or --out") from None
+    return lock
 
-    ctx = CellContext(task=task, config=config, seed=0, model=model, backend=LazyBackend(pool, model), cache=cache,
-                      strategy_key="slick")
-    strata = slick_strata(task, ctx, limit=config.limit)
-    counts: dict[str, int] = {}
-    for s in strata.values():
-        counts[s] = counts.get(s, 0) + 1
-    log(f"SliCK strata of {task.name} on {model.name}: {counts}")
-    return strata
 
+def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print,
+             pool: Optional[ModelPool] = None) -> GridResult:
+    """Run every cell of `config` that is not already on disk under its fingerprint (module docstring)."""
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit makes writes fail with EFBIG instead of killing the run
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    p = plan(config)
+    run_id = config.run_id or default_run_id(config, p.tasks, p.model)
+    run_dir = Path(config.out) / run_id
+    lock = lock_run(run_dir)
+    own_pool = pool is None
+    pool = pool or ModelPool(config)
+    grid = Grid(config, p, run_dir, pool, progress, log)
+    try:
+        manifest = manifest_of(config, p, run_id)
+        atomic.write_json(run_dir / MANIFEST, manifest)
+        log(f"run {run_id}: {len(p.tasks)} task(s) x {len(p.arms)} strategies x {len(config.seeds)} seed(s) on "
+            f"{p.model.name}; load average {manifest['hardware']['load_avg']}")
+        rounds: list[dict] = []
+        if config.until_decided:
+            from bench.run.rounds import run_rounds
 
-def _write_rows(run_dir: Path, cells, model: ModelSpec, done: dict[str, list[dict]]) -> None:
-    """rows.jsonl = the rows of every complete cell, in grid order (rewritten atomically)."""
-    rows = []
-    for task, arm, seed in cells:
-        rows.extend(done.get(cell_id(task.name, arm.name, model.name, seed), []))
-    atomic.write_jsonl(run_dir / ROWS, rows)
+            rounds = run_rounds(grid, budget_seconds(config.budget) if config.budget else None)
+            manifest["rounds"] = rounds
+        else:
+            grid.run(grid.jobs({t.name: min(config.limit or len(t.test), len(t.test)) for t in p.tasks}))
+        grid.write_rows()
+        total = len(p.tasks) * len(p.arms) * len(config.seeds)
+        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        manifest["cells"] = {"total": total, "reused": grid.reused, "failed": grid.errors, "model_calls": grid.calls}
+        atomic.write_json(run_dir / MANIFEST, manifest)
+    finally:
+        grid.cache.close()
+        if own_pool:
+            pool.close()
+        lock.release()
+    return GridResult(run_dir, atomic.read_jsonl(run_dir / ROWS), total, grid.reused, sorted(grid.errors), grid.calls,
+                      dict(grid.errors), rounds)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import RunConfig
-from bench.errors import BenchError
+from bench.errors import BenchError, PlanError
 from bench.models.resolve import ModelSpec, resolve_model
 from bench.plugins import load_plugins
 from bench.registry import TASKS
@@ -43,9 +43,31 @@ class Plan:
     model: ModelSpec
 
 
+def incompatibilities(tasks: tuple[Task, ...], arms: tuple[Arm, ...]) -> list[str]:
+    """One line for every (task, strategy part) that cannot run together (Strategy.check)."""
+    problems: list[str] = []
+    for task in tasks:
+        for arm in arms:
+            for part in arm.parts:
+                problem = part.check(task)
+                if problem and problem not in problems:
+                    problems.append(problem)
+    return problems
+
+
 def plan(config: RunConfig) -> Plan:
     """Resolve every task, strategy and the model before any model work: bad input stops here."""
     tasks = tuple(resolve_task(w) for w in config.tasks)
     arms = tuple(parse_arm(s, config) for s in expand_strategies(config.strategies))
-    model = resolve_model(config.model, config.resolved_cache_dir())
+    problems = incompatibilities(tasks, arms)
+    if problems:
+        raise PlanError(problems)
+    model = resolve_model(config.model, config.resolved_cache_dir(), config.endpoint)
+    if model.kind == "endpoint":
+        local = [a.name for a in arms if a.finetune is not None]
+        if local:
+            raise BenchError(f"strategy {local[0]} needs local weights; model {model.name} is served by an endpoint: "
+                             "drop the fine-tuning strategies, or pass a local model (--model NAME|PATH) to fine-tune")
+        if config.backend != "auto":
+            raise BenchError(f"--backend {config.backend}: model {model.name} is served by an endpoint; leave --backend auto")
     return Plan(tasks, arms, model)
