@@ -38,6 +38,7 @@ DEFAULT_MODEL = "smollm2-135m"
 BACKENDS = ("auto", "llama", "hf")
 PROBE_SETS = ("none", "tiny", "default", "large")
 EXECUTORS = ("local", "ray")
+SERVE_FORMATS = ("auto", "native", "f16", "q8_0", "f32")  # native: the model file as shipped (e.g. Q4_1)
 INT_RANGE = (-(2**31), 2**31 - 1)  # every whole number of a config fits a C int (threads, seeds, steps, tokens)
 SEED_RANGE = (0, INT_RANGE[1])  # a seed numpy, torch and llama.cpp all accept
 
@@ -101,6 +102,7 @@ class RunConfig:
     ray_address: Optional[str] = None  # a running Ray cluster (default: start a local one)
     endpoint: EndpointConfig = EndpointConfig()
     support: SupportConfig = SupportConfig()
+    serve_format: str = "auto"  # the weights format every arm of a GGUF model is served in (bench.models.serving)
 
     # -- access ---------------------------------------------------------------------------------
     def params_for(self, strategy_name: str, params_cls: type) -> Any:
@@ -201,6 +203,8 @@ class RunConfig:
             raise BenchError(f"{where}: probes must be one of {', '.join(PROBE_SETS)}, got {self.probes!r}")
         if self.threads < 0:
             raise BenchError(f"{where}: threads must be >= 0 (0 = one per core), got {self.threads}")
+        if self.serve_format not in SERVE_FORMATS:
+            raise BenchError(f"{where}: serve_format must be one of {', '.join(SERVE_FORMATS)}, got {self.serve_format!r}")
         if self.executor not in EXECUTORS:
             raise BenchError(f"{where}: executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         d = self.decision
