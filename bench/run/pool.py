@@ -1,4 +1,7 @@
-"""Models loaded once per run and only when a cell needs one (cached cells never load a model)."""
+"""Models loaded once per run and only when a cell needs one (cached cells never load a model).
+
+A model served by an endpoint (`openai/NAME`) is not loaded: its backend is a client of the server.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import Optional
 
 from bench.config import RunConfig
 from bench.models.backend import Backend
+from bench.models.endpoint import EndpointBackend
 from bench.models.hf import HFBackend
 from bench.models.llama import LlamaBackend
 from bench.models.resolve import ModelSpec
@@ -19,6 +23,8 @@ class ModelPool:
         self._loaded: dict[tuple[str, str], Backend] = {}
 
     def backend_name(self, spec: ModelSpec) -> str:
+        if spec.kind == "endpoint":  # plan() rejects any other --backend for it
+            return "endpoint"
         if self.config.backend != "auto":
             return self.config.backend
         return "llama" if spec.kind == "gguf" else "hf"
@@ -28,8 +34,9 @@ class ModelPool:
         name = backend or self.backend_name(spec)
         key = (spec.sha256, name)
         if key not in self._loaded:
-            if name == "llama":
-
+            if name == "endpoint":
+                self._loaded[key] = EndpointBackend(spec, self.config.endpoint)
+            elif name == "llama":
                 self._loaded[key] = LlamaBackend(spec, threads=self.config.threads)
             else:
 
