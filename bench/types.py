@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from bench.errors import BenchError
 from bench.hashing import sha256_json
 
 
@@ -156,13 +157,60 @@ class Passage:
     rank: int = 0
 
 
+TOKEN_PRICES = ("per_1k_tokens", "per_1k_prompt_tokens", "per_1k_completion_tokens")
+
+
 @dataclass(frozen=True)
 class Prices:
-    """A price sheet that turns measured costs into money (estimates, marked as such in reports)."""
+    """A price sheet that turns measured costs into money (estimates, marked as such in reports).
+
+    Machine time is priced by the hour. Tokens are priced by the 1k, as a hosted API charges them (or
+    as your own server costs): prompt and completion tokens at their own prices when given, else both at
+    per_1k_tokens. `models` gives particular models their own token prices, so one sheet serves runs of
+    several models: {"openai/gpt-4o-mini": {per_1k_prompt_tokens: 0.00015, per_1k_completion_tokens: 0.0006}}.
+    """
 
     gpu_hour: float = 2.0
     cpu_hour: float = 0.05
     per_1k_tokens: float = 0.0
+    per_1k_prompt_tokens: Optional[float] = None  # None = per_1k_tokens
+    per_1k_completion_tokens: Optional[float] = None  # None = per_1k_tokens
+    models: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        models = self.models or {}
+        if not isinstance(models, Mapping):
+            raise BenchError("prices.models: map model names to their token prices, e.g. "
+                             "{openai/NAME: {per_1k_prompt_tokens: 0.1, per_1k_completion_tokens: 0.3}}")
+        clean: dict[str, dict[str, float]] = {}
+        for name, entry in models.items():
+            if not isinstance(entry, Mapping):
+                raise BenchError(f"prices.models.{name}: expected a mapping of {', '.join(TOKEN_PRICES)}")
+            for key, value in entry.items():
+                if key not in TOKEN_PRICES:
+                    raise BenchError(f"prices.models.{name}: unknown key {key!r}; known: {', '.join(TOKEN_PRICES)}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                    raise BenchError(f"prices.models.{name}.{key}: expected a price >= 0, got {value!r}")
+            clean[str(name)] = {k: float(v) for k, v in sorted(entry.items())}
+        object.__setattr__(self, "models", clean)
+
+    def __hash__(self) -> int:
+        return hash(sha256_json(asdict(self)))
+
+    def tokens_for(self, model: Optional[str]) -> tuple[float, float]:
+        """(price per 1k prompt tokens, per 1k completion tokens) for `model` (its own entry, else the sheet's)."""
+        entry = self.models.get(model or "", {})
+        flat = entry.get("per_1k_tokens", self.per_1k_tokens)
+
+        def pick(key: str, sheet: Optional[float]) -> float:
+            if key in entry:
+                return entry[key]
+            if "per_1k_tokens" in entry:
+                return flat
+            return sheet if sheet is not None else flat
+
+        return pick("per_1k_prompt_tokens", self.per_1k_prompt_tokens), pick("per_1k_completion_tokens",
+                                                                            self.per_1k_completion_tokens)
 
 
 # -- rows.jsonl -------------------------------------------------------------------------------------

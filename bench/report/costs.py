@@ -5,7 +5,8 @@ RSS, wall time) with one-off sections that strategies add (`train` for fine-tune
 `data`/`prep` for data preparation). `ledger_from_cost` flattens one cost.json into a `Ledger`;
 `mean_ledger` averages the seeds of one strategy (each seed trains its own adapter, so the one-off
 cost of a strategy is the cost of one of them). `price` turns a ledger into money with the run's
-price sheet (config `prices: {gpu_hour, cpu_hour, per_1k_tokens}`); every figure it gives is an
+price sheet (config `prices: {gpu_hour, cpu_hour, per_1k_tokens, per_1k_prompt_tokens,
+per_1k_completion_tokens, models}`); every figure it gives is an
 estimate and is labelled so. `break_even` answers, for two strategies, after how many queries the
 one with the larger one-off cost is paid back by its lower per-query cost, or says that it never is.
 
@@ -183,19 +184,35 @@ class Money:
 
 
 def prices_from(manifest_or_prices: Optional[Mapping[str, Any]]) -> dict:
-    """The price sheet of a run (manifest config.prices), with defaults for missing keys."""
+    """The price sheet of a run (manifest config.prices), with defaults for missing keys, resolved for the
+    run's model: per_1k_prompt_tokens and per_1k_completion_tokens are that model's token prices, and
+    served_by_endpoint says whether its queries ran on someone else's machine (priced by tokens only)."""
     m = manifest_or_prices or {}
-    p = (m.get("config") or {}).get("prices") if "config" in m else m
-    out = asdict(Prices())
-    for k in out:
-        v = _num((p or {}).get(k))
+    is_manifest = "config" in m
+    p = dict(((m.get("config") or {}).get("prices") if is_manifest else m) or {})
+    model = (m.get("model") or {}) if is_manifest else {}
+    sheet = {f.name: getattr(Prices(), f.name) for f in fields(Prices)}
+    for k in ("gpu_hour", "cpu_hour", "per_1k_tokens", "per_1k_prompt_tokens", "per_1k_completion_tokens"):
+        v = _num(p.get(k))
         if v is not None:
-            out[k] = v
+            sheet[k] = v
+    models = p.get("models") or {}
+    if isinstance(models, (list, tuple)):  # written as pairs by an older writer
+        models = {str(name): entry for name, entry in models}
+    sheet["models"] = models
+    prompt, completion = Prices(**sheet).tokens_for(model.get("name"))
+    out = {k: sheet[k] for k in ("gpu_hour", "cpu_hour", "per_1k_tokens")}
+    out.update(per_1k_prompt_tokens=prompt, per_1k_completion_tokens=completion,
+               served_by_endpoint=model.get("kind") == "endpoint")
     return out
 
 
 def price(led: Ledger, prices: Mapping[str, float]) -> Money:
-    """Money = device-seconds x the hourly rate of the device + tokens x the per-1k-token price."""
+    """Money = device-seconds x the hourly rate of the device + tokens x their per-1k prices.
+
+    A model served by an endpoint costs its token prices per query: the waiting machine's hours are not
+    charged (a self-hosted server's hourly cost belongs in the token prices you set for it).
+    """
     rate = {"gpu": prices["gpu_hour"] / 3600.0, "cpu": prices["cpu_hour"] / 3600.0}
     train = (led.train_seconds or 0.0) * rate[led.train_device]
     index = (led.index_seconds or 0.0) * rate["cpu"]
@@ -203,7 +220,13 @@ def price(led: Ledger, prices: Mapping[str, float]) -> Money:
     q = led.query_seconds
     per_query = None
     if q is not None:
-        per_query = q * rate[led.serve_device] + (led.tokens_per_query or 0.0) / 1000.0 * prices["per_1k_tokens"]
+        flat = prices["per_1k_tokens"]
+        prompt_rate = prices.get("per_1k_prompt_tokens")
+        completion_rate = prices.get("per_1k_completion_tokens")
+        tokens = ((led.prompt_tokens or 0.0) * (flat if prompt_rate is None else prompt_rate)
+                  + (led.completion_tokens or 0.0) * (flat if completion_rate is None else completion_rate)) / 1000.0
+        machine = 0.0 if prices.get("served_by_endpoint") else q * rate[led.serve_device]
+        per_query = machine + tokens
     return Money(train + index + prep, per_query,
                  detail={"train": train, "index": index, "prep": prep, "prices": dict(prices)})
 
