@@ -54,6 +54,9 @@ class FakePool:
     def backend_name(self, spec):
         return self.backend.name
 
+    def serving(self, spec):
+        return {"backend": self.backend.name, "format": self.backend.weights_format}
+
     def get(self, spec, backend=None):
         self.loads += 1
         return self.backend

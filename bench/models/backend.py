@@ -22,9 +22,12 @@ class Backend(ABC):
         model_id: content hash of the weights plus any adapter: the model part of every cache key.
         template: how chat messages become the prompt string.
         calls: number of real (uncached) generate calls, so tests can assert "zero model work".
+        weights_format: the format its weights are served in (f16, q8_0, native Q4_1, fp32, ...), shown
+            beside every arm's costs so a reader sees that all arms of a model were served alike.
     """
 
     name: str = "base"
+    weights_format: str = "unknown"
 
     def __init__(self, model_id: str, template: ChatTemplate):
         self.model_id = model_id

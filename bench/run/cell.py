@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -22,7 +23,7 @@ from bench.results import cell_id
 from bench.run.cache import GenerationCache
 from bench.run.context import CellContext
 from bench.run.pipeline import Arm
-from bench.run.pool import LazyBackend, ModelPool, backend_name
+from bench.run.pool import LazyBackend, ModelPool
 from bench.run.probes.hook import probe_measures
 from bench.run.strata import stratum_measures
 from bench.stats import percentile
@@ -92,13 +93,13 @@ def run_cell(
     if arm.finetune is not None:
         ctx.backend = arm.finetune.adapt(ctx)
     try:
-        return _answer_and_score(task, arm, config, ctx, base, key, strata, cache, calls_before, t0, progress)
+        return _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, calls_before, t0)
     finally:
         if ctx.backend is not base:  # a fine-tuned model is loaded per cell: free it
             ctx.backend.close()
 
 
-def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, calls_before, t0, progress) -> CellResult:
+def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, calls_before, t0) -> CellResult:
     """Steps 1b-5 of run_cell (split out so the adapted model is closed whatever happens)."""
     # 1b. forgetting probes on the (adapted) model, with paired deltas against the base model;
     #     cached by model_id, so prompting and retrieval arms reuse the base model's numbers
@@ -149,8 +150,10 @@ def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, calls_be
         "model_calls": cache.misses - calls_before, "queries": len(examples),
         "failed": sum(p.answer is None for p in preds),
     }
+    serving = ctx.costs.pop("serve", None) or pool.serving(ctx.model)
     cost = {**ctx.costs, "per_query": per_query, "memory": {"peak_rss_mb": round(_peak_rss_mb(), 1)},
-            "backend": backend_name(ctx.backend), "wall_seconds": round(time.perf_counter() - t0, 3)}
+            "serving": serving, "backend": serving["backend"], "outcomes": dict(Counter(outcome(p, task) for p in preds)),
+            "wall_seconds": round(time.perf_counter() - t0, 3)}
 
     if strata:
 
