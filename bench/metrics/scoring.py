@@ -11,7 +11,7 @@ from typing import Optional
 from bench.metrics import support
 from bench.metrics.base import Metric
 from bench.registry import METRICS
-from bench.stats import bootstrap_ci, bootstrap_ci_stat
+from bench.stats import mean_ci, statistic_ci, unit_bounds
 from bench.types import Example, Measure, Prediction, Task
 
 
@@ -54,13 +54,14 @@ def aggregate(task: Task, examples: list[Example], per_example: list[dict[str, d
             records = [(s.get(name, {}).get("value"), ex) for s, ex in zip(per_example, examples)]
             value = metric.aggregate(name, records)
             n = sum(v is not None for v, _ in records)
-            if type(metric).aggregate is Metric.aggregate:
-                lo, hi = bootstrap_ci([v for v, _ in records], seed=seed)
-            else:
+            if type(metric).aggregate is Metric.aggregate:  # a mean: Clopper-Pearson for 0/1, betting otherwise
+                values = [v for v, _ in records]
+                lo, hi = mean_ci(values, bounds=unit_bounds(values))
+            else:  # a rate over a subset of items gets the same; other statistics a bootstrap (approximate)
                 def stat(rs, _m=metric, _n=name) -> Optional[float]:
                     return _m.aggregate(_n, list(rs))
 
-                lo, hi = bootstrap_ci_stat(records, stat, seed=seed)
+                lo, hi = statistic_ci(records, stat, seed=seed)
             rows.append(Measure(
                 metric=name, scorer=scorer, value=value, n=n, n_failed=len(records) - n, ci_low=lo, ci_high=hi,
                 higher_is_better=metric.higher_is_better, main=stratum is None and name == task.main_metric,
