@@ -160,8 +160,9 @@ SCENARIOS = {
     "cheap arm worse by 0.15": Scenario("cheap arm worse by 0.15", (0.35, 0.50), (1.0, 2.0)),
     "facts case (0.05 / 0.157 / 0.20)": Scenario("facts case (0.05 / 0.157 / 0.20)", (0.05, 0.157, 0.20),
                                                  (1.0, 1.8, 2.2), kind="f1"),
-    "cheap arm worse by 0.07 (near the margin)": Scenario("cheap arm worse by 0.07 (near the margin)", (0.43, 0.50),
-                                                          (1.0, 2.0)),
+    "cheap arm worse by 0.1": Scenario("cheap arm worse by 0.1", (0.4, 0.50), (1.0, 2.0)),
+    "cheap arm worse by 0.06 (at the margin)": Scenario("cheap arm worse by 0.06 (at the margin)", (0.44, 0.50),
+                                                        (1.0, 2.0)),
     "cheap arm better by 0.3": Scenario("cheap arm better by 0.3", (0.6, 0.3, 0.3), (1.0, 2.0, 3.0)),
     "dear arm better by 0.3": Scenario("dear arm better by 0.3", (0.3, 0.3, 0.6), (1.0, 2.0, 3.0)),
     "8 arms, dear one better by 0.3 (F1-like)": Scenario(
