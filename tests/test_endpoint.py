@@ -110,6 +110,8 @@ class Stub:
                     self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": stub.name,
                                      "choices": [{"index": 0, "finish_reason": "stop",
                                                   "message": {"role": "assistant", "content": text}}], "usage": usage})
+                elif self.path == "/v1/completions" and body.get("logprobs") is not None:
+                    self._send(200, stub.scored(str(body["prompt"]), bool(body.get("echo"))))
                 elif self.path == "/v1/completions":
                     text = "text: " + str(body["prompt"])[-30:]
                     self._send(200, {"id": "c", "object": "text_completion", "created": 0, "model": stub.name,
@@ -121,6 +123,28 @@ class Stub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    shift = 0  # 1: echoed log-probabilities one token off, as llama-cpp-python's server gives them without BOS
+
+    def scored(self, prompt: str, echo: bool) -> dict:
+        """Word tokens, each with log-probability -0.1 x its length; the next token is always " jumps" (-0.6 when
+        generated; -3.0 as the token after an echoed prompt, so that a shifted echo gives the wrong number)."""
+        import re
+
+        words = [(m.start(), m.group()) for m in re.finditer(r"\s*\S+", prompt)]
+        lp = [-0.1 * len(w) for _, w in words] + [-3.0]
+        if echo:
+            lp = lp[self.shift:] + [-9.0] * self.shift
+            logprobs = {"tokens": [w for _, w in words] + [" jumps"], "text_offset": [o for o, _ in words] + [len(prompt)],
+                        "token_logprobs": [None] + lp[1:len(words) + 1], "top_logprobs": None}
+            text = prompt + " jumps"
+        else:
+            logprobs = {"tokens": [" jumps"], "text_offset": [len(prompt)], "token_logprobs": [-0.6],
+                        "top_logprobs": None}
+            text = " jumps"
+        return {"id": "c", "object": "text_completion", "created": 0, "model": self.name,
+                "choices": [{"index": 0, "text": text, "finish_reason": "length", "logprobs": logprobs}],
+                "usage": {"prompt_tokens": len(words), "completion_tokens": 1, "total_tokens": len(words) + 1}}
 
     def generations(self) -> int:
         return sum(p.endswith("completions") for p, _, _ in self.requests)
@@ -250,6 +274,19 @@ def test_rejected_request_fails_alone_and_concurrency_keeps_order(stub, tmp_path
     assert len(errors) == 1 and "rejected" in errors[0].error and errors[0].finish_reason == "error"
     assert [g.prompt for g in gens] == [r.prompt for r in reqs]
     assert all(g.output == "text: " + r.prompt[-30:] for g, r in zip(gens, reqs) if not g.error)
+
+
+def test_loglikelihood_from_echoed_logprobs_after_an_alignment_check(stub, tmp_path):
+    b = _backend(stub, tmp_path)
+    assert b.loglikelihood("The capital of France is", " Paris") == pytest.approx(-0.6)  # " Paris": 6 characters
+    assert b.loglikelihood("Q:", " two words") == pytest.approx(-0.4 - 0.6)
+    shifted = Stub()
+    shifted.shift = 1
+    try:
+        with pytest.raises(ScoringUnsupported, match="shifted by a token"):
+            _backend(shifted, tmp_path).loglikelihood("The capital of France is", " Paris")
+    finally:
+        shifted.close()
 
 
 def test_key_is_sent_but_never_stored(tmp_path, monkeypatch):
