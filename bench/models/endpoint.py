@@ -258,7 +258,7 @@ class EndpointBackend(Backend):
 
         where = f"endpoint {display_url(self.base_url)} ({PREFIX}{self.served_name})"
         tries = self.endpoint.max_retries + 1
-        message = _redact(getattr(e, "message", type(e).__name__), self._key)
+        message = _redact(getattr(e, "message", None) or str(e) or type(e).__name__, self._key)
         if isinstance(e, (openai.BadRequestError, openai.UnprocessableEntityError)):
             return BenchError(f"{where} rejected the {what} request: {message}")
         if isinstance(e, openai.AuthenticationError):
@@ -363,10 +363,10 @@ class EndpointBackend(Backend):
                                                        temperature=0.0, extra_body=extra or None)
                 except (openai.BadRequestError, openai.UnprocessableEntityError):
                     continue  # the extra field, or (without it) the kind of request, is refused
-                except openai.NotFoundError:
+                except openai.NotFoundError as e:
                     if kind == "chat":
                         break  # a completion-only model
-                    raise self._failure(kind, openai.NotFoundError) from None
+                    raise self._failure(kind, e) from None
                 except openai.APIError as e:
                     raise self._failure(kind, e) from None
                 return kind == "chat", dict(extra)
