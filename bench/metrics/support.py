@@ -363,14 +363,18 @@ class Clause:
     negated: bool
     sides: frozenset[str]  # left / right
     opposites: tuple[tuple[int, int], ...]  # (pair, member)
+    negated_terms: frozenset[str] = frozenset()  # the terms a negator governs
 
 
 def clause_of(text: str, language: str) -> Clause:
+    """Read one clause: its sides, its content terms, and which of them a negator governs.
+
+    A negator governs the terms after it in the clause ("не накапливающий контрастное вещество", "is not
+    enabled"); one that ends the clause governs all of it ("контрастное усиление: нет", "lesions: none").
+    """
     lex = lexicon()
     toks = _tokens(text)
     sides: set[str] = set()
-    negated = False
-    opposites = []
     i = 0
     while i < len(toks):
         n = 0
@@ -380,15 +384,23 @@ def clause_of(text: str, language: str) -> Clause:
                 sides |= {"left", "right"} if side == "both" else {side}
                 break
         i += max(n, 1)
-    for tok in toks:
+    opposites = []
+    placed: list[tuple[int, str]] = []  # (token position, term)
+    negators: list[int] = []
+    for pos, tok in enumerate(toks):
         if lex.negators.has(tok):
-            negated = True
+            negators.append(pos)
+            continue
         opp = lex.opposite_of(tok)
         if opp:
             opposites.append(opp)
-    terms = {s for s, w in _content(toks, language) if not lex.opposite_of(w)}
-    terms |= {f"~{k}" for k, _ in opposites}
-    return Clause(text.strip(), frozenset(terms), negated, frozenset(sides), tuple(sorted(set(opposites))))
+            placed.append((pos, f"~{opp[0]}"))
+        else:
+            placed.extend((pos, s) for s, _ in _content([tok], language))
+    last_term = max((p for p, _ in placed), default=-1)
+    scope = {t for p, t in placed if any(n < p or n > last_term for n in negators)}
+    terms = frozenset(t for _, t in placed)
+    return Clause(text.strip(), terms, bool(negators), frozenset(sides), tuple(sorted(set(opposites))), frozenset(scope))
 
 
 def clauses_of(sentence: str, language: str) -> list[Clause]:
@@ -642,10 +654,12 @@ def _polarity_flip(c: Clause, candidates: list[Clause], free: frozenset[str]) ->
 
     def verdict(s: Clause) -> Optional[str]:
         theirs = dict(s.opposites)
+        shared = mine_terms & s.terms
+        negated_here, negated_there = bool(shared & c.negated_terms), bool(shared & s.negated_terms)
         opposite = any(k in theirs and theirs[k] != v for k, v in mine.items())
-        if opposite and c.negated == s.negated:
+        if opposite and negated_here == negated_there:
             return "opposite"
-        if not opposite and c.negated != s.negated:
+        if not opposite and negated_here != negated_there:
             return "negation"
         return None
 
