@@ -49,11 +49,13 @@ class BestOnValidation(TrainerCallback):
         self.bad = 0
         self.snapshot: Optional[dict] = None
         self.stopped_early = False
+        self.last_step: Optional[int] = None  # the step of the latest evaluation
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
         loss = (metrics or {}).get("eval_loss")
         if loss is None or model is None:
             return
+        self.last_step = state.global_step
         if self.best is None or loss < self.best - self.min_delta:
             self.best, self.best_step, self.best_epoch, self.bad = loss, state.global_step, float(state.epoch or 0), 0
             self.snapshot = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

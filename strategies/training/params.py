@@ -12,7 +12,7 @@ from typing import Optional
 
 EVAL_BACKENDS = ("gguf", "hf")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-EXPORT_DTYPES = ("f16", "f32", "q8_0")
+EXPORT_DTYPES = ("auto", "f16", "f32", "q8_0")  # auto: the run's serve_format, so every arm is served alike
 
 # Fields that change how a trained model is served, not what is trained: kept out of the adapter key.
 SERVING_FIELDS = ("eval_backend", "export_dtype", "threads")
@@ -20,9 +20,9 @@ SERVING_FIELDS = ("eval_backend", "export_dtype", "threads")
 
 @dataclass(frozen=True)
 class TrainParams:
-    max_steps: int = 12  # > 0 caps the optimizer steps (CPU demo); 0 = train `epochs` epochs
-    epochs: float = 3.0  # the seeds' choice; early stopping may use fewer
-    learning_rate: float = 2e-4
+    max_steps: int = 0  # 0 = train whole epochs (with early stopping); > 0 caps the optimizer steps
+    epochs: float = 3.0  # at most (the seeds' choice); early stopping on validation loss usually uses fewer
+    learning_rate: float = 1e-3
     batch_size: int = 4
     grad_accum: int = 1
     max_length: int = 256  # tokens per example (prompt + answer), longer ones are cut
@@ -30,11 +30,11 @@ class TrainParams:
     weight_decay: float = 0.0
     scheduler: str = "linear"
     val_fraction: float = 0.2  # validation slice carved from train with the seed; 0 = none
-    eval_every: int = 4  # optimizer steps between validation passes
+    eval_every: int = 0  # optimizer steps between validation passes; 0 = twice per epoch
     patience: int = 2  # evaluations without improvement before stopping; 0 = never stop early
     padding_free: bool = True  # each batch's examples flattened into one row, no pad tokens (same loss, faster)
     eval_backend: str = "gguf"  # gguf: merged model exported for llama.cpp; hf: the unmerged adapter
-    export_dtype: str = "f16"
+    export_dtype: str = "auto"
     threads: int = 0  # torch threads for training; 0 = the run's threads (or one per core)
 
     def validate(self) -> Optional[str]:
@@ -56,8 +56,8 @@ class TrainParams:
             return f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"
         if not 0 <= self.val_fraction < 0.9:
             return f"val_fraction must be in [0, 0.9), got {self.val_fraction}"
-        if self.eval_every < 1:
-            return f"eval_every must be >= 1 step, got {self.eval_every}"
+        if self.eval_every < 0:
+            return f"eval_every must be >= 0 steps (0 = twice per epoch), got {self.eval_every}"
         if self.patience < 0:
             return f"patience must be >= 0 (0 = no early stopping), got {self.patience}"
         if self.eval_backend not in EVAL_BACKENDS:
@@ -94,7 +94,7 @@ class LoraParams(TrainParams):
 
 @dataclass(frozen=True)
 class QLoraParams(LoraParams):
-    learning_rate: float = 2e-4
+    pass
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ checkpointing, padding-free batches (examples flattened into one row), and a fix
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -35,7 +36,7 @@ from strategies.training.weights import count_params, prepare, save_trained
 META_FILE = "meta.json"
 LOG_FILE = "train_log.jsonl"
 PLOT_FILE = "loss.png"
-FORMAT_VERSION = 2  # bump when the trained artifact changes meaning (2: QLoRA CPU gradient fix)
+FORMAT_VERSION = 3  # bump when the trained artifact changes meaning (2: QLoRA CPU gradient fix; 3: final eval)
 
 
 @dataclass
@@ -124,11 +125,12 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _total_steps(p: Any, n_train: int) -> int:
-    import math
+def _steps_per_epoch(p: Any, n_train: int) -> int:
+    return max(1, math.ceil(n_train / (p.batch_size * p.grad_accum)))
 
-    per_epoch = max(1, math.ceil(n_train / (p.batch_size * p.grad_accum)))
-    return p.max_steps if p.max_steps > 0 else max(1, math.ceil(per_epoch * p.epochs))
+
+def _total_steps(p: Any, n_train: int) -> int:
+    return p.max_steps if p.max_steps > 0 else max(1, math.ceil(_steps_per_epoch(p, n_train) * p.epochs))
 
 
 def plan_check(job: TrainJob) -> Method:
@@ -242,7 +244,7 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
         weight_decay=p.weight_decay,
         logging_steps=1,
         eval_strategy="steps" if use_val else "no",
-        eval_steps=p.eval_every if use_val else None,
+        eval_steps=(p.eval_every or max(1, _steps_per_epoch(p, len(train_rows)) // 2)) if use_val else None,
         save_strategy="no",
         report_to="none",
         seed=job.seed,
@@ -278,15 +280,20 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
             if prm.requires_grad and prm.dtype != torch.float32:
                 prm.data = prm.data.to(torch.float32)
     loss_before = None
-    if use_val:
+    if use_val:  # the callbacks see every evaluate() (BestOnValidation records this as the starting point)
         loss_before = float(trainer.evaluate()["eval_loss"])
-        best.on_evaluate(cfg, trainer.state, trainer.control, metrics={"eval_loss": loss_before}, model=trainer.model)
     with _PeakRss() as rss:
         t0 = time.perf_counter()
         result = trainer.train()
         train_seconds = time.perf_counter() - t0
-    if use_val and best.best_step != trainer.state.global_step:
-        best.restore(trainer.model)
+    still_improving = None
+    if use_val:
+        if best.last_step != trainer.state.global_step:  # the tail after the last evaluation is judged too
+            trainer.evaluate()
+        # validation loss was still falling when the epochs ran out: more epochs would likely help
+        still_improving = not best.stopped_early and best.best_step == trainer.state.global_step
+        if best.best_step != trainer.state.global_step:
+            best.restore(trainer.model)
     state = trainer.state
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
     model = trainer.model
@@ -312,7 +319,7 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
         "n_train": len(train_rows), "n_val": len(val_rows),
         "train_loss_first": train_losses[0] if train_losses else None,
         "train_loss_last": train_losses[-1] if train_losses else None,
-        "eval_loss_before": loss_before, "eval_loss_best": best.best,
+        "eval_loss_before": loss_before, "eval_loss_best": best.best, "still_improving": still_improving,
         "eval_loss_last": eval_losses[-1] if eval_losses else None,
         "train_loss_mean": round(float(result.training_loss), 6),
         "params": job.params.training_dict() if hasattr(job.params, "training_dict") else {},
