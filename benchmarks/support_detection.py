@@ -144,11 +144,23 @@ def perturb_negation(task: Task, ex: Example, rng: random.Random) -> Optional[Ca
     return None
 
 
+_OWNERS: dict[int, tuple[Task, dict[str, set[str]]]] = {}
+
+
+def sentence_owners(task: Task) -> dict[str, set[str]]:
+    """{reference sentence: ids of the items whose reference has it}, cached per task object."""
+    hit = _OWNERS.get(id(task))
+    if hit is None or hit[0] is not task:
+        owners: dict[str, set[str]] = defaultdict(set)
+        for other in (*task.train, *task.test):
+            for s in split_sentences(other.output):
+                owners[s].add(other.id)
+        _OWNERS[id(task)] = hit = (task, owners)
+    return hit[1]
+
+
 def perturb_foreign(task: Task, ex: Example, rng: random.Random) -> Optional[Case]:
-    owners: dict[str, set[str]] = defaultdict(set)
-    for other in (*task.train, *task.test):
-        for s in split_sentences(other.output):
-            owners[s].add(other.id)
+    owners = sentence_owners(task)
     own = set(split_sentences(ex.output))
     candidates = [(s, next(iter(ids))) for s, ids in owners.items()
                   if len(ids) == 1 and ex.id not in ids and s not in own and len(S.content_terms(s, task.language)) >= 3]
@@ -215,16 +227,19 @@ def located(case: Case, spans: list[str]) -> bool:
 
 def evaluate(cases: list[Case], task: Task) -> dict[str, dict[str, int]]:
     """Counts per perturbation kind: n, tp (planted span flagged), fp (flags on unperturbed references of the
-    same items, or off-target flags on perturbed ones)."""
+    same items), off_target (flags elsewhere on a perturbed text, not counting those its clean reference has);
+    and under "clean": n (unperturbed references) and, per detector, how many of them it flagged."""
     examples = {ex.id: ex for ex in (*task.train, *task.test)}
     flagged_clean: dict[str, set[str]] = defaultdict(set)  # detector → example ids flagged on the clean reference
     counts: dict[str, Counter] = defaultdict(Counter)
     results = [(c, flags(c, task, examples)) for c in cases]
     for c, f in results:
         if c.kind == "none":
+            counts["clean"]["n"] += 1
             for det, spans in f.items():
                 if spans:
                     flagged_clean[det].add(c.example_id)
+                    counts["clean"][det] += 1
     for c, f in results:
         if c.kind == "none":
             continue
@@ -263,6 +278,9 @@ def main(argv: Optional[list[str]] = None) -> None:
             prec = k["tp"] / flagged if flagged else float("nan")
             print(f"{name:16} {task.language:4} {kind:12} {k['n']:5d} {k['tp']:5d} {k['fp']:4d} {k['off_target']:4d} "
                   f"{prec:9.3f} {k['tp'] / k['n']:7.3f}")
+        clean = counts["clean"]
+        print(f"{name:16} {task.language:4} clean references flagged, of {clean['n']}: "
+              + ", ".join(f"{det} {clean[det]}" for det in sorted(set(DETECTOR.values()))))
         if args.show:
             examples = {ex.id: ex for ex in (*task.train, *task.test)}
             shown: Counter = Counter()

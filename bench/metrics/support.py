@@ -444,13 +444,15 @@ class TaskIndex:
         return self.idf.get(term, self.max_idf)
 
 
-_INDEX: dict[int, tuple[Task, TaskIndex]] = {}
+_INDEX: dict[object, tuple[Task, TaskIndex]] = {}
 
 
 def task_index(task: Task) -> TaskIndex:
-    """The task's index, cached per task object (the cache holds the task, so an id is never reused)."""
-    hit = _INDEX.get(id(task))
-    if hit is not None and hit[0] is task:
+    """The task's index, cached per task: by its files' hashes when it was read from a folder, else per task
+    object (the cache holds the task, so its id is not reused while cached)."""
+    key = (task.name, task.version, task.sha256) if task.files_sha256 else id(task)
+    hit = _INDEX.get(key)
+    if hit is not None and (task.files_sha256 or hit[0] is task):
         return hit[1]
     lang = task.language
     docs = {d.id: f"{d.title}. {d.text}" if d.title else d.text for d in task.docs}
@@ -481,7 +483,7 @@ def task_index(task: Task) -> TaskIndex:
                       math.log(n + 1), docs, boilerplate, free_terms)
     if len(_INDEX) >= 8:
         _INDEX.pop(next(iter(_INDEX)))
-    _INDEX[id(task)] = (task, index)
+    _INDEX[key] = (task, index)
     return index
 
 
