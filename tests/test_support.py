@@ -37,6 +37,12 @@ def test_numbers_are_read_with_units_ranges_and_decimal_commas():
     assert S.numbers_in("kernel 2.6.32", "en")[0].versions == ("2.6.32",)
 
 
+def test_number_support_survives_huge_numbers():
+    support = S.NumberSupport()
+    support.add_text("9" * 400 + " and 1e5", "en")
+    assert support.unsupported(S.numbers_in("7", "en")[0]) == ["7"]
+
+
 @pytest.mark.parametrize("source, answer, unsupported", [
     ("размер: до 12 мм", "очаг 1,2 см", []),  # the same length in other units
     ("размер: до 12 мм", "очаг 12 см", ["12"]),  # the same digits in the wrong unit
@@ -159,6 +165,8 @@ def test_abstentions_score_zero_and_failures_are_none(task_dir):
     ex = task.test[0]
     s = score_prediction(Prediction(ex.id, "I don't know"), ex, task)
     assert all(s[n]["value"] == 0.0 and "asserts nothing" in s[n]["reason"] for n in S.NAMES)
+    s = score_prediction(Prediction(ex.id, "I don't know. But it was 1987."), ex, task)
+    assert s["unsupported_number_rate"]["value"] == 1.0  # abstaining does not excuse what else is asserted
     s = score_prediction(Prediction(ex.id, None, error="boom"), ex, task)
     assert all(s[n]["value"] is None for n in S.NAMES)
 

@@ -20,8 +20,8 @@ the task's own data. `score_prediction` adds them to every task (`scorers_for`).
 
 The task value of each is its mean with a bootstrap interval: "20 % of answers carry an unsupported number";
 novel_term_rate is the mean share of invented terms. The reason of every score lists the offending spans.
-An abstention or an empty answer asserts nothing and scores 0 on all four; a failed prediction is None
-(counted in n_failed). Numbers and terms the item's reference states are never flagged (a correct
+An empty answer or a one-sentence abstention asserts nothing and scores 0 on all four (a longer answer
+that abstains is checked like any other); a failed prediction is None (counted in n_failed). Numbers and terms the item's reference states are never flagged (a correct
 recalled fact is not a hallucination); contradictions are judged against the sources only.
 
 An "item's source" for foreign sentences is its instruction, input and the documents its `doc_ids` name
@@ -320,7 +320,8 @@ class NumberSupport:
                     self.by_dimension[n.dimension].add(_key(v))
                 else:
                     self.unitless.add(_key(r))
-                    self.unitless.add(_key(math.floor(r)))
+                    if math.isfinite(r):
+                        self.unitless.add(_key(math.floor(r)))
         lex = lexicon()
         for tok in _tokens(text):
             value = lex.number_value(tok)
@@ -703,7 +704,7 @@ class Support(Metric):
     def score(self, answer: str, example: Example, task: Task, sources: Sequence[str] = ()) -> dict[str, Score]:
         """The four support scores of one answer against its sources (module docstring)."""
         abstained, phrase = detect_abstention(answer, task.language, (task.abstain_phrase,))
-        if abstained:
+        if abstained and len(split_sentences(answer)) <= 1:  # a longer answer may abstain and still assert
             why = "empty answer: asserts nothing" if phrase == "<empty answer>" else f"abstained ({phrase!r}): asserts nothing"
             return {n: Score(n, 0.0, why) for n in NAMES}
         return check(answer, example, task, sources).scores()
