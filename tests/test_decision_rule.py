@@ -14,7 +14,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.report import rule
-from bench.report.rule import Arm, decide, next_round_size
+from bench.report.rule import Arm, decide, item_scores, next_round_size
 from benchmarks.statistics import SCENARIOS, decision_rates
 
 # today's facts case (results/example before issue 10): f1 per item on the same 10 items, cost per 1k queries
@@ -56,7 +56,7 @@ def test_facts_case_is_inconclusive_never_the_cheap_arm():
 @pytest.mark.parametrize("scenario,n", [
     ("cheap arm worse by 0.15", 10), ("cheap arm worse by 0.15", 30), ("cheap arm worse by 0.15", 100),
     ("facts case (0.05 / 0.157 / 0.20)", 10), ("cheap arm worse by 0.1", 100),
-    ("8 arms, dear one better by 0.3 (F1-like)", 30),
+    ("8 arms, dear one better by 0.25 (F1-like)", 30),
 ])
 def test_rule_rarely_picks_a_truly_worse_arm(scenario, n):
     d = decision_rates(SCENARIOS[scenario], n, reps=200, seed=n)
@@ -78,7 +78,7 @@ def test_repeated_looks_keep_the_error_rate(scenario):
 @pytest.mark.parametrize("scenario", ["dear arm better by 0.3", "cheap arm better by 0.3"])
 def test_rule_decides_when_one_arm_is_clearly_better(scenario):
     d = decision_rates(SCENARIOS[scenario], 50, reps=150, seed=5)
-    assert d.decided >= 0.7 and d.error == 0, d  # ~0.8 and ~0.95 at 2,000 repetitions (docs/report.md)
+    assert d.decided >= 0.7 and d.error == 0, d  # 0.78 and 0.88 at 500 repetitions (docs/report.md)
     best = max(zip(SCENARIOS[scenario].means, SCENARIOS[scenario].names))[1]
     assert max(d.picks, key=d.picks.get) == best
 
@@ -201,3 +201,8 @@ def test_next_round_size():
     assert next_round_size(60, 300, 100) == 40  # never past max_items
     assert next_round_size(100, 300, 100) == 0
     assert next_round_size(40, None, 100) == 20
+
+
+def test_item_scores_average_seeds_and_count_failures_as_zero():
+    items = {("q1", 0): 1.0, ("q1", 1): 0.0, ("q2", 0): None, ("q2", 1): 1.0, ("q3", 0): None}
+    assert item_scores(items) == {"q1": 0.5, "q2": 0.5, "q3": 0.0}

@@ -144,6 +144,16 @@ class Verdict:
                 "comparisons": {k: s.to_dict() for k, s in self.comparisons.items()}}
 
 
+def item_scores(items: Mapping[tuple[str, int], Optional[float]]) -> dict[str, float]:
+    """(example_id, seed) -> score, as stored in scores.jsonl, to example_id -> score for `Arm.scores`:
+    seeds averaged, and a failed or unscored item (None) counted as 0, so an arm that fails on the hard
+    items cannot win on the easy ones."""
+    acc: dict[str, list[float]] = {}
+    for (ex, _), v in items.items():
+        acc.setdefault(str(ex), []).append(0.0 if v is None else float(v))
+    return {ex: float(np.mean(vs)) for ex, vs in acc.items()}
+
+
 def _check(arms: Sequence[Arm], margin: float, alpha: float, floor: float) -> None:
     if not 0 < margin < 1:
         raise BenchError(f"decision margin {margin}: must be between 0 and 1 on a 0-1 metric "
