@@ -105,10 +105,10 @@ class Evidence:
     must not depend on the scores). `tune` is the one-sided level the bets are sized for; p-values and
     bounds at any other level stay valid, only less sharp. `sequential=False` sizes the bets for
     exactly these n items (the fixed-n interval, sharpest at n); `sequential=True` uses the
-    confidence-sequence sizing, which does not know when the caller will stop (Waudby-Smith & Ramdas,
-    eq. 26 and 33: lambda_t = sqrt(2 log(1/a) / (n sigma^2_{t-1})) for a fixed n, sqrt(2 log(1/a) /
-    (sigma^2_{t-1} t log(1 + t))) for a sequence, both at most BET_CAP / m). Both are valid under
-    repeated looks: the capital is read as its running maximum.
+    confidence-sequence sizing, which does not know when the caller will stop (Waudby-Smith & Ramdas's
+    predictable plug-in: lambda_t = sqrt(2 log(1/a) / (n sigma^2_{t-1})) for a fixed n, sqrt(2 log(1/a) /
+    (sigma^2_{t-1} t log(1 + t))) for a sequence, sigma^2 the running variance with a prior of 1/4, both
+    at most BET_CAP / m). Both are valid under repeated looks: the capital is read as its running maximum.
     """
 
     def __init__(self, values: Sequence[float], bounds: tuple[float, float] = UNIT, *, tune: float = ALPHA / 2,
@@ -424,7 +424,8 @@ def sign_flip_p(diffs: Sequence[float], n_perm: int = 5000, seed: int = 0) -> Op
 
 
 def paired_compare(
-    name_a: str, a: Mapping[tuple[str, int], Optional[float]], name_b: str, b: Mapping[tuple[str, int], Optional[float]],
+    name_a: str, a: Mapping[tuple[str, int], Optional[float]],
+    name_b: str, b: Mapping[tuple[str, int], Optional[float]],
     *, n_boot: int = 2000, alpha: float = ALPHA, seed: int = 0,
 ) -> Comparison:
     """Betting interval and p-value (`paired_diff_ci`) of mean(a - b) over matched items (`n_boot` ignored).

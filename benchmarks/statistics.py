@@ -197,7 +197,8 @@ def decision_rates(sc: Scenario, n: int, reps: int, seed: int = 0, sequential: b
         looks = range(round_size, n + 1, round_size) if sequential else [n]
         verdict, used = None, n
         for m in looks:
-            arms = [Arm(a, dict(zip(ids[:m], x[r, j, :m].tolist())), c) for j, (a, c) in enumerate(zip(sc.names, sc.costs))]
+            arms = [Arm(a, dict(zip(ids[:m], x[r, j, :m].tolist())), c)
+                    for j, (a, c) in enumerate(zip(sc.names, sc.costs))]
             verdict = decide(arms, sequential=sequential, order=ids[:m] if sequential else None, seed=r, estimate=False)
             used = m
             if verdict.decided:
@@ -226,7 +227,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for n in NS:
         for p in RATES:
-            print(f"| rate, Clopper-Pearson (exact) | {n} | {p} | {exact_binomial_coverage(n, p):.3f} | – | – | – |")
+            cover = exact_binomial_coverage(n, p)
+            print(f"| rate, Clopper-Pearson (exact) | {n} | {p} | {cover:.3f} | – | – | – |")
     rows = []
     for n in NS:
         for m in RATES:

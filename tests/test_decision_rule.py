@@ -136,7 +136,8 @@ def test_needed_items_estimate_is_about_right():
     need = v40.needed_items + v40.needed_items % 2
     at = decide(arms_of({"dear": ([1.0, 0.0] * (need // 2), 2.0), "cheap": ([1.0, 0.0] * (need // 2), 1.0)}))
     assert at.decided
-    before = decide(arms_of({"dear": ([1.0, 0.0] * (need // 2 - 3), 2.0), "cheap": ([1.0, 0.0] * (need // 2 - 3), 1.0)}))
+    fewer = [1.0, 0.0] * (need // 2 - 3)
+    before = decide(arms_of({"dear": (fewer, 2.0), "cheap": (fewer, 1.0)}))
     assert not before.decided
 
 

@@ -52,7 +52,7 @@ never the file order.
 Edge cases: one arm: recommended if above the floor (nothing to compare). Equal point estimates:
 the cheaper leads. Arms with no item in common: their difference is unknown, interval = the whole
 range, so they stay unresolved. All differences zero: the cheapest arm is recommended once n is
-large enough for its interval to fit inside +-delta (about 90 items at k = 2), inconclusive before.
+large enough for its interval to fit inside +-delta (68 items at k = 2 with 0/1 scores), inconclusive before.
 """
 
 from __future__ import annotations
@@ -288,7 +288,8 @@ def decide(arms: Sequence[Arm], *, higher_is_better: bool = True, margin: float 
     k = len(eligible)
     level = alpha / max(k - 1, 1)
     n_items = max((len(g) for g in good.values()), default=0)
-    common = dict(margin=margin, alpha=alpha, level=level, floor=floor, n_items=n_items, sequential=sequential)
+    common = {"margin": margin, "alpha": alpha, "level": level, "floor": floor, "n_items": n_items,
+              "sequential": sequential}
     if not eligible:
         return Verdict(False, None, None, needed_items=None, unresolved=(), comparisons={}, informative=False,
                        reason="no strategy has scored items: nothing to decide", **common)
@@ -309,7 +310,7 @@ def decide(arms: Sequence[Arm], *, higher_is_better: bool = True, margin: float 
                                                        None, None, None, LEADER, None, cost[leader])}
     status: dict[str, str] = {leader: LEADER}
     for name in [a.name for a in arms if a.name in good and a.name != leader]:
-        d, lo, hi, n = pairs.interval(name, leader)
+        d, lo, hi, _ = pairs.interval(name, leader)
         p_sep, p_ni = pairs.p_below(name, leader, 0.0), pairs.p_above(name, leader, -margin)
         if by_name[name].diagnostic:
             st, p, test = DIAGNOSTIC, p_sep, "difference"
@@ -410,8 +411,8 @@ def _reason(decided: bool, rec: Optional[str], leader: str, unresolved: list[str
         tail = f"; every cheaper arm is shown worse ({', '.join(vs(a) for a in cheaper)})" if cheaper else ""
         if rec == leader:
             return f"{rec} leads with {worded(mean[rec])} and no arm can be better by {margin} or more ({conf}){tail}."
-        return (f"{rec} ({worded(mean[rec])}) costs less than the leader {leader} ({worded(mean[leader])}) and is within "
-                f"{margin} of it ({vs(rec)}) and of every other arm that might be best ({conf}){tail}.")
+        return (f"{rec} ({worded(mean[rec])}) costs less than the leader {leader} ({worded(mean[leader])}) and is "
+                f"within {margin} of it ({vs(rec)}) and of every other arm that might be best ({conf}){tail}.")
     parts = []
     for r in unresolved:
         if r == leader:
