@@ -162,8 +162,9 @@ def sentence_owners(task: Task) -> dict[str, set[str]]:
 def perturb_foreign(task: Task, ex: Example, rng: random.Random) -> Optional[Case]:
     owners = sentence_owners(task)
     own = set(split_sentences(ex.output))
-    candidates = [(s, next(iter(ids))) for s, ids in owners.items()
-                  if len(ids) == 1 and ex.id not in ids and s not in own and len(S.content_terms(s, task.language)) >= 3]
+    candidates = [(s, next(iter(ids))) for s, ids in owners.items() if len(ids) == 1 and ex.id not in ids and s not in own]
+    rng.shuffle(candidates)
+    candidates = [c for c in candidates[:50] if len(S.content_terms(c[0], task.language)) >= 3]
     if not candidates:
         return None
     candidates.sort()
