@@ -584,12 +584,6 @@ def _check_meta(meta: dict, path: Path, problems: Problems) -> bool:
         if problem:
             problems.add(path, problem)
             ok = False
-    for key, value in meta.items():
-        if isinstance(value, str) and key != "extra":
-            message = _control_problem(value.replace("\n", " "))
-            if message:
-                problems.add(path, f"{key}: {message}")
-                ok = False
     return ok
 
 
