@@ -10,6 +10,7 @@ Because adapt() returns a Backend, `lora+rag` and `lora+few_shot` stack with no 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -17,13 +18,23 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from bench import atomic
 from bench.errors import BenchError
 from bench.hashing import sha256_json
-from bench.models.convert import export_gguf, weights_location
+from bench.models.convert import (
+    SOURCE_FILE,
+    export_gguf,
+    hf_checkpoint,
+    weights_location,
+)
 from bench.models.hf import HFBackend, template_for
 from bench.models.llama import LlamaBackend
 from bench.models.resolve import ModelSpec
+from bench.models.serving import cuda_bf16, export_format, resolve_format
+from bench.prompts import build_messages
 from bench.registry import STRATEGIES
+from bench.results import read_json
+from bench.types import Call
 from strategies.base import FinetuneStrategy
 from strategies.training.data import doc_records, sft_records, split_train_val
 from strategies.training.methods import METHODS, Method, get_method
@@ -72,11 +83,11 @@ class _Finetune(FinetuneStrategy):
             return ctx.backend.template
         from transformers import AutoTokenizer
 
-
         where = weights_location(ctx.model, ctx.config.resolved_cache_dir())
         return template_for(ctx.model, AutoTokenizer.from_pretrained(where))
 
     def adapt(self, ctx: "CellContext") -> "Backend":
+        base = ctx.backend
         job = self.job(ctx)
         result = train_adapter(job)
         if ctx.work_dir is not None:
@@ -87,59 +98,114 @@ class _Finetune(FinetuneStrategy):
         m = result.meta
         ctx.record_cost(
             "train", method=self.name, wall_seconds=m["wall_seconds"], train_seconds=m["train_seconds"],
+            conversion_seconds=conversion_seconds(ctx.model, ctx.config.resolved_cache_dir()),
             peak_rss_mb=m["peak_rss_mb"], peak_cuda_mb=m["peak_cuda_mb"], trainable_params=m["trainable_params"],
             total_params=m["total_params"], trainable_share=m["trainable_share"], tokens=m["tokens"],
             tokens_per_second=m["tokens_per_second"], adapter_bytes=m["adapter_bytes"], epochs=m["epochs"],
             best_epoch=m["best_epoch"], steps=m["steps"], stopped_early=m["stopped_early"], device=m["device"],
-            eval_loss_before=m["eval_loss_before"], eval_loss_best=m["eval_loss_best"], cached=result.cached,
+            eval_loss_before=m["eval_loss_before"], eval_loss_best=m["eval_loss_best"],
+            eval_loss_last=m.get("eval_loss_last"), still_improving=m.get("still_improving"), cached=result.cached,
             adapter_key=job.key,
         )
-        return self.serve(ctx, job, result)
+        adapted = self.serve(ctx, job, result)
+        try:
+            ctx.record_cost("integrity", **integrity(ctx, base, adapted, job, result, self))
+        except BaseException:
+            adapted.close()
+            raise
+        return adapted
 
     def serve(self, ctx: "CellContext", job: Any, result: Any) -> "Backend":
+        """The adapted model as it is evaluated: merged and exported to GGUF in the run's serving format
+        (every arm of the model alike), or the unmerged adapter through transformers when it cannot merge."""
         p = self.params
         method = get_method(self.name)
         cache_dir = ctx.config.resolved_cache_dir()
         use_gguf = p.eval_backend == "gguf" and method.mergeable and ctx.model.kind == "gguf"
         t0 = time.perf_counter()
         if use_gguf:
-            gguf, export_s, exported = merged_gguf(ctx.model, cache_dir, method, result.folder, p.export_dtype)
-
-            digest = sha256_json([ctx.model.sha256, job.key, p.export_dtype])
+            fmt = export_format(resolve_format(ctx.config.serve_format)) if p.export_dtype == "auto" else p.export_dtype
+            gguf, export = merged_gguf(ctx.model, cache_dir, method, result.folder, fmt)
+            digest = sha256_json([ctx.model.sha256, job.key, fmt])
             spec = ModelSpec(f"{ctx.model.name}+{self.name}", "gguf", path=gguf, sha256=digest, chat=ctx.model.chat,
                              languages=ctx.model.languages, params_millions=ctx.model.params_millions)
             backend = LlamaBackend(spec, threads=ctx.config.threads, model_id=digest)
-            ctx.record_cost("serve", backend="llama", gguf=gguf.name, gguf_bytes=gguf.stat().st_size,
-                            export_seconds=round(export_s, 3), exported_now=exported,
-                            load_seconds=round(time.perf_counter() - t0 - export_s, 3))
+            backend.weights_format = fmt
+            ctx.record_cost("serve", backend="llama", format=fmt, gguf_bytes=gguf.stat().st_size, **export,
+                            load_seconds=round(time.perf_counter() - t0, 3))
             return backend
-
         model, tok = load_trained(ctx.model, cache_dir, method, result.folder / "adapter", merged=False)
         backend = HFBackend(ctx.model, cache_dir, threads=ctx.config.threads, model=model, tokenizer=tok,
                             adapter_hash=job.key)
+        backend.weights_format = "bf16" if cuda_bf16() else "fp32"
         why = "requested" if p.eval_backend == "hf" else ("not mergeable" if not method.mergeable else "no GGUF source")
-        ctx.record_cost("serve", backend="hf", reason=why, load_seconds=round(time.perf_counter() - t0, 3))
+        ctx.record_cost("serve", backend="hf", format=backend.weights_format, reason=why,
+                        load_seconds=round(time.perf_counter() - t0, 3))
         return backend
 
 
-def merged_gguf(spec: ModelSpec, cache_dir: Path, method: Any, folder: Path, dtype: str) -> tuple[Path, float, bool]:
-    """The merged model as GGUF beside its adapter in the cache (exported once, atomically)."""
+INTEGRITY_PROMPTS = 8  # test prompts on which a fine-tune is compared with its base (and its merged twin)
 
+
+def integrity(ctx: "CellContext", base: Any, adapted: Any, job: Any, result: Any, strategy: Any) -> dict:
+    """Did training change anything, and does serving the merged GGUF give the unmerged model's answers?
+
+    - changed_vs_base: how many of the first INTEGRITY_PROMPTS test prompts get a different greedy
+      answer from the adapted model than from the base; none = "no effect" (an adapter that learned nothing);
+    - merged_agreement: for a merged GGUF, the share of those prompts on which it answers exactly as the
+      unmerged adapter through transformers does (quantization or export drift shows here).
+    Every call goes through the generation cache, so a rerun costs nothing.
+    """
+    calls = [Call(tuple(build_messages(ctx.task, ex)), ctx.gen_params(max_new_tokens=32, temperature=0.0))
+             for ex in ctx.task.test[:INTEGRITY_PROMPTS]]
+    if not calls:
+        return {}
+    mine = ctx.generate_many(calls)
+    theirs = dataclasses.replace(ctx, backend=base, strategy_key="integrity").generate_many(calls)
+    out = {"prompts": len(calls), "changed_vs_base": sum(a.output != b.output for a, b in zip(mine, theirs))}
+    out["no_effect"] = out["changed_vs_base"] == 0
+    if adapted.name == "llama":
+        method = get_method(strategy.name)
+        cache_dir = ctx.config.resolved_cache_dir()
+        model, tok = load_trained(ctx.model, cache_dir, method, result.folder / "adapter", merged=False)
+        unmerged = HFBackend(ctx.model, cache_dir, threads=ctx.config.threads, model=model, tokenizer=tok,
+                             adapter_hash=job.key)
+        try:
+            ref = dataclasses.replace(ctx, backend=unmerged).generate_many(calls)
+        finally:
+            unmerged.close()
+        out["merged_agreement"] = sum(a.output == b.output for a, b in zip(mine, ref)) / len(calls)
+    return out
+
+
+def conversion_seconds(spec: ModelSpec, cache_dir: Path) -> float:
+    """The one-off GGUF -> transformers conversion every fine-tune of a GGUF model needs (0 for other models)."""
+    if spec.kind != "gguf":
+        return 0.0
+    return float(read_json(hf_checkpoint(spec, cache_dir) / SOURCE_FILE).get("seconds") or 0.0)
+
+
+def merged_gguf(spec: ModelSpec, cache_dir: Path, method: Any, folder: Path, dtype: str) -> tuple[Path, dict]:
+    """The merged model as GGUF beside its adapter in the cache (exported once, atomically), and the export's
+    one-off cost as recorded when it was made (so every cell served from it is charged the same)."""
     target = Path(folder) / f"merged-{dtype}.gguf"
-    if target.is_file():
-        return target, 0.0, False
-    t0 = time.perf_counter()
-    model, _ = load_trained(spec, cache_dir, method, Path(folder) / "adapter", merged=True)
-    fd, tmp = tempfile.mkstemp(prefix=".merged.", suffix=".gguf", dir=folder)
-    os.close(fd)
-    try:
-        export_gguf(model, spec.path, tmp, dtype=dtype)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    del model
-    return target, time.perf_counter() - t0, True
+    record = target.with_suffix(".json")
+    exported_now = False
+    if not target.is_file():
+        t0 = time.perf_counter()
+        model, _ = load_trained(spec, cache_dir, method, Path(folder) / "adapter", merged=True)
+        fd, tmp = tempfile.mkstemp(prefix=".merged.", suffix=".gguf", dir=folder)
+        os.close(fd)
+        try:
+            export_gguf(model, spec.path, tmp, dtype=dtype)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        del model
+        atomic.write_json(record, {"export_seconds": round(time.perf_counter() - t0, 3)})
+        exported_now = True
+    return target, {**read_json(record), "exported_now": exported_now}
 
 
 def _declare(method: Method) -> type:

@@ -131,7 +131,7 @@ def test_cpt_lora_is_reported_as_fine_tuning_with_its_forgetting_delta(tmp_path)
     (a,) = analyse(run, 100_000)
     assert a.results["cpt_lora"].family == "fine-tuning"
     fg = a.forgetting["cpt_lora"]
-    assert fg["base"] == "zero_shot" and fg["deltas"]["arc_easy_acc"] == pytest.approx(-0.04)
+    assert fg["base"] == "zero_shot" and fg["deltas"]["arc_easy_acc"]["delta"] == pytest.approx(-0.04)
 
 
 def test_rows_load_into_pandas_in_one_call(tmp_path):

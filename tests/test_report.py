@@ -26,76 +26,77 @@ def _rec(root):
     return json.loads((root / "recommendation.json").read_text())
 
 
-def test_recommendation_and_break_even(run):
+def test_an_undecided_task_says_so_and_how_many_items_would_settle_it(run):
     rec = _rec(run)["facts"]
-    # lora and rag tie (0.725 vs 0.700, one item apart); at 100k queries lora's $2 of training is paid back
-    assert rec["strategy"] == "lora" and rec["informative"]
-    assert set(rec["contenders"]) == {"lora", "rag"}
-    assert rec["flips"]["volume"][0]["other"] == "rag"
-    assert rec["flips"]["volume"][0]["volume"] == pytest.approx(BREAK_EVEN_LORA_RAG)  # 39,960 queries
-    assert rec["flips"]["volume"][0]["volume"] == pytest.approx(39_960)
-    assert rec["setup_cost"] == pytest.approx(2.0) and rec["per_query_cost"] == pytest.approx(5e-5)
-    assert rec["cost_per_1k_queries"] == pytest.approx(1000 * (2.0 / 100_000 + 5e-5))
-    # the weight on cost at which zero_shot (0.2, $0.04/1k) overtakes lora (0.725, $0.07/1k)
-    assert rec["flips"]["cost_weight"]["other"] == "zero_shot"
-    assert rec["flips"]["cost_weight"]["weight"] == pytest.approx(0.525 / 0.03)
-    assert rec["forgetting"]["mean_delta"] == pytest.approx(-0.04)  # the probes' own paired delta row
-    assert rec["forgetting"]["ci"]["arc_easy_acc"] == pytest.approx([-0.12, 0.04])
-    assert "hallucination_rate 0.300" in rec["reason"]
-    assert rec["basis"] == "estimated"
+    # lora 0.725 and rag 0.700 on 40 items, one item apart: neither is shown within 0.05 of the other, and
+    # rag is cheaper below 40k queries: the rule must not pick either from noise
+    assert rec["decided"] is False and rec["strategy"] is None and rec["leader"] == "lora"
+    assert "rag" in rec["unresolved"] and rec["margin"] == 0.05
+    assert rec["needed_items"] > 40 and rec["n_items"] == 40
+    assert rec["comparisons"]["zero_shot"]["status"] == "worse"  # 0.2 vs 0.725 is shown at 40 items
+    assert rec["comparisons"]["rag_oracle"]["status"] == "diagnostic"  # scores highest, never a candidate
+    assert rec["basis"] == "estimated" and "inconclusive" in rec["reason"]
+    assert any("items would settle it" in f for f in rec["flips"])
+    assert rec["forgetting"]["deltas"]["arc_easy_acc"]["delta"] == pytest.approx(-0.04)  # the probe's paired delta
+    assert rec["forgetting"]["deltas"]["arc_easy_acc"]["resolves"] is False  # [-0.12, +0.04] cannot resolve 5 points
 
 
-def test_below_the_break_even_volume_rag_is_recommended(tmp_path):
-    root = make_run(tmp_path / "r")
-    write_report(root, volume=10_000, plots=False)
-    rec = _rec(root)["facts"]
-    assert rec["strategy"] == "rag"
-    assert "within the noise of the best, lora" in rec["reason"]
-    assert rec["flips"]["volume"][0]["volume"] == pytest.approx(39_960)
-    assert rec["flips"]["quality_margin"]["other"] == "lora"
-    assert rec["flips"]["quality_margin"]["margin"] == pytest.approx(0.025)
-
-
-def test_forgetting_from_plain_probe_rows_when_no_delta_rows(tmp_path):
-    root = make_run(tmp_path / "r", tasks=("facts",), delta_rows=False)
+def test_a_clear_winner_is_decided_against_its_runner_up(tmp_path):
+    root = make_run(tmp_path / "r", tasks=("facts",), strategies=("zero_shot", "rag"))
     write_report(root, plots=False)
-    fg = _rec(root)["facts"]["forgetting"]
-    assert fg["base"] == "zero_shot" and fg["mean_delta"] == pytest.approx(-0.05)
+    rec = _rec(root)["facts"]
+    # rag 0.700 vs zero_shot 0.200: zero_shot is cheaper but shown worse, so rag is decided
+    assert rec["decided"] is True and rec["strategy"] == "rag" and rec["family"] == "retrieval"
+    assert rec["runner_up"]["strategy"] == "zero_shot" and rec["runner_up"]["status"] == "worse"
+    assert rec["cost_per_1k_queries"] == pytest.approx(1000 * (0.002 / 100_000 + 1e-4))
+    assert any(f.startswith("cost weight: zero_shot saves") for f in rec["flips"])
+    md = (root / "report.md").read_text()
+    assert "**facts: use `rag`** (retrieval)" in md and "runner-up `zero_shot` (shown worse)" in md
+
+
+def test_the_break_even_of_the_leader_is_one_table(run):
+    md = (run / "report.md").read_text()
+    section = md[md.index("### Break-even of `lora`"):]
+    section = section[: section.index("###", 5)]
+    assert "| rag | $2 / $0.002 | $0.05 / $0.1 | 40.0k queries |" in section  # (2 - 0.002) / (1e-4 - 5e-5)
+    assert "zero_shot" not in section  # shown worse: not a contender
+    assert BREAK_EVEN_LORA_RAG == pytest.approx(39_960)
 
 
 def test_floor_task_is_not_informative(run):
     rec = _rec(run)["ru_floor"]
-    assert rec["strategy"] is None and rec["informative"] is False
+    assert rec["strategy"] is None and rec["informative"] is False and rec["decided"] is False
     assert "not informative" in rec["reason"]
 
 
 def test_report_markdown_sections_and_plots(run):
     md = (run / "report.md").read_text()
-    assert md.index("## Recommendation") < md.index("## facts")
-    assert "**facts: use `lora`.**" in md and "What would flip it" in md
-    assert "| rag | retrieval | 0.700 |" in md and "| tie |" in md and "| worse |" in md
+    assert md.index("## Decisions") < md.index("## facts")
+    assert "**facts: not decided yet — need ~" in md and "Leader `lora`" in md and "not yet separated from: `rag`" in md
+    assert "| rag | retrieval | llama | 0.700 |" in md and "| not separated |" in md and "| worse |" in md
+    assert "| diagnostic |" in md  # rag_oracle
     assert "167,772,160 (2.09 %)" in md  # trainable parameters and share, as seed 003's table II
-    assert "after 40.0k queries" in md
     assert "Retrieval is losing answers" in md  # rag_oracle beats rag
     assert "Target model" in md and "llama-3-8b" in md
     assert "on this run's 1,400,000 training tokens" in md  # the fixture's lora processed 1.4M tokens
     assert "pd.read_json(run_dir / 'rows.jsonl', lines=True)" in md
+    assert "/tmp" not in md and "/root" not in md
     for name in ("quality_vs_cost", "loss", "learning_vs_forgetting", "strata", "retrieval"):
         png = run / "plots" / f"facts_{name}.png"
         assert png.is_file() and png.stat().st_size > 1000
         assert f"(plots/facts_{name}.png)" in md
 
 
-def test_intervals_and_ties_in_the_analysis(run):
+def test_intervals_in_the_analysis(run):
     from bench.report.writer import build
 
     _, analyses, _, _ = build(run, plots=False)
     a = {x.task: x for x in analyses}["facts"]
-    assert a.best == "lora"  # rag_oracle scores higher but is a diagnostic, never the best
-    assert a.vs_best["rag"].tie and a.vs_best["zero_shot"].significant
-    assert a.vs_best["zero_shot"].diff == pytest.approx(0.525)
+    assert a.leader == "lora"  # rag_oracle scores higher but is a diagnostic, never the leader
+    assert a.verdict.comparisons["zero_shot"].diff == pytest.approx(-0.525)
     r = a.results["lora"]
-    assert r.ci_low < r.value < r.ci_high and r.seeds == 3
+    assert r.ci_low < r.value < r.ci_high and r.seeds == 3 and r.n == 40
+    assert r.value == pytest.approx(0.725)
     assert a.retrieval["rag"]["recall_at_k"] == pytest.approx(0.75)
     assert sum(a.retrieval["rag"]["classes"].values()) == 120
 
@@ -107,9 +108,10 @@ def test_formats_and_pandas(run):
     import pandas as pd
 
     df = pd.read_csv(csv)
-    assert bool(df.loc[(df.task == "facts") & (df.strategy == "lora"), "recommended"].iloc[0])
+    row = df.loc[(df.task == "facts") & (df.strategy == "rag")].iloc[0]
+    assert row["status"] == "not separated" and not bool(row["recommended"]) and row["served_backend"] == "llama"
     rows = pd.read_json(run / "rows.jsonl", lines=True)
-    assert {"task", "strategy", "seed", "metric", "value", "ci_low", "ci_high"} <= set(rows.columns)
+    assert {"task", "strategy", "family", "seed", "metric", "value", "ci_low", "ci_high"} <= set(rows.columns)
     assert main(["report", str(run), "--format", "csv"]) == 0
 
 
@@ -121,7 +123,8 @@ def test_missing_data_degrades_to_notes(tmp_path):
     assert "no loss curves" in md and "no learning-vs-forgetting plot" in md and "no per-stratum plot" in md
     assert "no retrieval-outcome plot" in md and "No `target_model`" in md
     assert not (root / "plots" / "facts_loss.png").exists()
-    assert _rec(root)["facts"]["strategy"] in ("zero_shot", "rag")
+    rec = _rec(root)["facts"]
+    assert rec["decided"] is False and rec["strategy"] is None  # no per-item scores: nothing to decide on
 
 
 def test_bad_input(tmp_path):

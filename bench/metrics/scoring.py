@@ -16,7 +16,7 @@ from bench.types import Example, Measure, Prediction, Task
 
 
 # Bump when a change here or in a metric changes any stored score: cells scored under another version are recomputed.
-SCORING_VERSION = "2"
+SCORING_VERSION = "3"  # 3: support metrics on every task, Clopper-Pearson and betting intervals
 
 
 def score_prediction(pred: Prediction, example: Example, task: Task) -> dict[str, dict]:
@@ -48,7 +48,7 @@ def aggregate(task: Task, examples: list[Example], per_example: list[dict[str, d
               stratum: Optional[str] = None) -> list[Measure]:
     """One Measure per metric name the task reports (value, n, n_failed, interval, direction, main)."""
     rows = []
-    for scorer in task.metrics:
+    for scorer in support.scorers_for(task):
         metric: Metric = METRICS.get(scorer)()
         for name in metric.names:
             records = [(s.get(name, {}).get("value"), ex) for s, ex in zip(per_example, examples)]

@@ -47,7 +47,7 @@ from typing import Optional, Sequence
 from bench.errors import BenchError
 from bench.metrics.abstention import detect as detect_abstention
 from bench.metrics.base import Metric, references
-from bench.metrics.text import _stemmer
+from bench.metrics.text import stemmer
 from bench.registry import METRICS
 from bench.textnorm import split_sentences
 from bench.types import Example, Score, Task
@@ -193,7 +193,7 @@ def stem(token: str, language: str = "en") -> str:
     if len(token) <= 3 or token.isdigit():
         return token
     lang = "ru" if _CYRILLIC.search(token) else (language[:2] if language[:2] != "ru" else "en")
-    fn = _stemmer(lang) or _stemmer("en")
+    fn = stemmer(lang) or stemmer("en")
     return fn(token)
 
 

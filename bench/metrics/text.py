@@ -23,7 +23,7 @@ class _Tokenizer:
     """Unicode-aware tokenizer for rouge-score, with a stemmer for the task's language."""
 
     def __init__(self, language: str):
-        self.stem = _stemmer(language[:2])
+        self.stem = stemmer(language[:2])
 
     def tokenize(self, text: str) -> list[str]:
         toks = words(text)
@@ -33,7 +33,7 @@ class _Tokenizer:
 
 
 @lru_cache(maxsize=None)
-def _stemmer(lang: str):
+def stemmer(lang: str):
     """Porter for English (rouge-score's choice), NLTK's Snowball for other languages it knows.
 
     NLTK is a declared dependency: its absence fails loudly rather than silently scoring Russian

@@ -1,11 +1,14 @@
-"""The numbers behind the report, per task: quality with intervals, paired tests, costs, and diagnostics.
+"""The numbers behind the report, per task: quality with honest intervals, the verdict, costs, diagnostics.
 
-`analyse(run)` turns a loaded run into a `TaskAnalysis` per task: for each strategy its main-metric
-value (mean over seeds), a cluster-bootstrap interval over test items, its cost ledger and estimated
-money; paired comparisons of every strategy against the best one and of every pair; break-even
-volumes; and the diagnostics the decision cites: hallucination on unanswerable items, forgetting
-probes, per-stratum scores, retrieval outcome classes, and rag against rag_oracle. Nothing is drawn
-or written here.
+`analyse(run)` turns a loaded run into a `TaskAnalysis` per task: for each arm its main-metric score
+per test item (seeds averaged; a failed or empty answer counts as wrong, 0), the mean with an interval
+valid at any n (bench.stats), how its answers ended (answered, abstained, empty, failed), how it was
+served (backend and weights format), its cost ledger and estimated money, and for fine-tuned arms how
+training went (epochs, whether validation loss was still falling, the integrity checks). The verdict
+is bench.report.rule.decide on those item scores with the run's margin, alpha and floor (and, after
+`--until-decided`, sequentially in the order the items were evaluated). Diagnostics the verdict cites:
+hallucination on unanswerable items, source support, forgetting probes, per-stratum scores, retrieval
+outcome classes, and rag against rag_oracle. Nothing is drawn or written here.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from typing import Any, Optional
 import numpy as np
 
 from bench import stats
-from bench.metrics.abstention import is_abstention
 from bench.metrics.retrieval import retrieval_outcomes
-from bench.report import costs
+from bench.report import costs, rule
 from bench.report.data import Run
 
 CORRECT_AT = 0.5  # an answer counts as right for retrieval outcomes when its main score is >= this
-HALLU_RE = re.compile(r"halluc|fabricat|abstain|abstention|refus", re.I)
+HALLU_RE = re.compile(r"halluc|abstention|false_abstention", re.I)
+SUPPORT_RE = re.compile(r"unsupported|contradiction|novel_term|foreign_sentence|not_entailed", re.I)
+OUTCOMES = ("answered", "abstained", "empty", "failed")
+RESOLVE_PP = 0.05  # forgetting: a probe resolves a change when its interval is narrower than +-5 points
 
 
 @dataclass
@@ -32,22 +37,31 @@ class StrategyResult:
     family: str
     metric: str
     higher_is_better: bool
-    value: Optional[float]
+    value: Optional[float]  # mean over items (seeds averaged first), failed and empty answers counted as 0
     ci_low: Optional[float]
     ci_high: Optional[float]
     seed_values: list[float]
     seed_std: Optional[float]
-    n: int
-    n_failed: int
-    items: dict  # (example_id, seed) -> main score
+    n: int  # test items scored
+    n_failed: int  # item scorings that failed (summed over seeds)
+    items: dict  # (example_id, seed) -> main score (None = failed)
     ledger: costs.Ledger
     money: costs.Money
     other: dict = field(default_factory=dict)  # every quality metric: name -> {value, ci_low, ci_high} over seeds
     diagnostic: bool = False  # reads gold information (rag_oracle): shown as a ceiling, never recommended
+    outcomes: dict = field(default_factory=dict)  # answered / abstained / empty / failed, summed over seeds
+    served: dict = field(default_factory=dict)  # backend and weights format
+    training: dict = field(default_factory=dict)  # fine-tuned arms: epochs, convergence, integrity checks
+    order: list = field(default_factory=list)  # example ids in the order they were evaluated
 
     @property
     def seeds(self) -> int:
         return len(self.seed_values)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """example_id -> score for the decision (seeds averaged, failed = 0)."""
+        return rule.item_scores(self.items)
 
 
 @dataclass
@@ -56,21 +70,24 @@ class TaskAnalysis:
     metric: str
     higher_is_better: bool
     results: dict[str, StrategyResult]
-    best: Optional[str]
-    vs_best: dict[str, stats.Comparison]
-    pairs: dict[tuple[str, str], stats.Comparison]
-    break_even: dict[tuple[str, str], costs.BreakEven]
+    verdict: rule.Verdict
     hallucination: dict[str, dict]
+    support: dict[str, dict]
     forgetting: dict[str, dict]
     strata: dict[str, dict[str, dict]]
     retrieval: dict[str, dict]
     oracle: list[dict]
     prices: dict
     volume: float
+    failed_cells: dict[str, str] = field(default_factory=dict)  # strategy -> error of a cell that failed
 
     def ordered(self) -> list[StrategyResult]:
         sign = 1 if self.higher_is_better else -1
         return sorted(self.results.values(), key=lambda r: -sign * (r.value if r.value is not None else -sign * 1e18))
+
+    @property
+    def leader(self) -> Optional[str]:
+        return self.verdict.leader
 
 
 def _main_rows(rows: list[dict], task: str, strategy: str) -> list[dict]:
@@ -78,35 +95,66 @@ def _main_rows(rows: list[dict], task: str, strategy: str) -> list[dict]:
             and r.get("kind", "quality") == "quality"]
 
 
-def _item_scores(run: Run, task: str, strategy: str, metric: str) -> dict:
-    out = {}
+def _item_scores(run: Run, task: str, strategy: str, metric: str) -> tuple[dict, list[str]]:
+    """(example_id, seed) -> main score (None when the item failed), and the evaluation order of the items."""
+    out, order = {}, []
     for c in run.cells_of(task, strategy):
         for s in c.scores:
             v = (s.get("scores") or {}).get(metric)
-            out[(str(s.get("example_id")), c.seed)] = None if v is None else float(v)
-    return out
+            ex = str(s.get("example_id"))
+            out[(ex, c.seed)] = None if v is None else float(v)
+            if ex not in order:
+                order.append(ex)
+    return out, order
 
 
-def strategy_result(run: Run, task: str, strategy: str, prices: dict, volume: float) -> Optional[StrategyResult]:
-    mains = _main_rows(run.rows, task, strategy)
-    if not mains:
-        return None
-    metric = mains[0]["metric"]
-    hib = bool(mains[0].get("higher_is_better", True))
-    seed_values = [float(r["value"]) for r in mains if r.get("value") is not None]
-    value, std = stats.seed_summary(seed_values)
-    items = _item_scores(run, task, strategy, metric)
-    lo = hi = None
-    if items:
-        by_item: dict[str, list] = {}
-        for (ex, _), v in items.items():
-            by_item.setdefault(ex, []).append(v)
-        _, lo, hi = stats.cluster_bootstrap_ci(by_item)
-    if lo is None:  # no per-item scores: fall back to the rows' own intervals, averaged over seeds
-        los = [r["ci_low"] for r in mains if r.get("ci_low") is not None]
-        his = [r["ci_high"] for r in mains if r.get("ci_high") is not None]
-        lo = float(np.mean(los)) if los else None
-        hi = float(np.mean(his)) if his else None
+def _outcome_counts(run: Run, task: str, strategy: str) -> dict[str, int]:
+    counts = {o: 0 for o in OUTCOMES}
+    for c in run.cells_of(task, strategy):
+        for s in c.scores:
+            o = s.get("outcome") or ("failed" if s.get("failed") else "answered")
+            counts[o] = counts.get(o, 0) + 1
+    return counts
+
+
+def _served(run: Run, task: str, strategy: str) -> dict:
+    for c in run.cells_of(task, strategy):
+        s = c.cost.get("serve") or c.cost.get("serving")
+        if s:
+            return {"backend": s.get("backend") or c.cost.get("backend"), "format": s.get("format")}
+        if c.cost.get("backend"):
+            return {"backend": c.cost.get("backend"), "format": None}
+    return {}
+
+
+def _training(run: Run, task: str, strategy: str) -> dict:
+    """How the fine-tune of an arm went, over its seeds: epochs, convergence, the integrity checks."""
+    trains = [c.cost.get("train") for c in run.cells_of(task, strategy) if c.cost.get("train")]
+    if not trains:
+        return {}
+    checks = [c.cost.get("integrity") or {} for c in run.cells_of(task, strategy)]
+    agree = [x["merged_agreement"] for x in checks if x.get("merged_agreement") is not None]
+    return {
+        "epochs": float(np.mean([t.get("epochs") or 0 for t in trains])),
+        "best_epoch": float(np.mean([t.get("best_epoch") or 0 for t in trains])),
+        "still_improving": any(t.get("still_improving") for t in trains),
+        "stopped_early": all(t.get("stopped_early") for t in trains),
+        "steps": float(np.mean([t.get("steps") or 0 for t in trains])),
+        "eval_loss_before": _mean([t.get("eval_loss_before") for t in trains]),
+        "eval_loss_best": _mean([t.get("eval_loss_best") for t in trains]),
+        "no_effect": any(x.get("no_effect") for x in checks),
+        "changed_vs_base": _mean([x.get("changed_vs_base") for x in checks]),
+        "integrity_prompts": next((x.get("prompts") for x in checks if x.get("prompts")), None),
+        "merged_agreement": float(np.mean(agree)) if agree else None,
+    }
+
+
+def _mean(values: list) -> Optional[float]:
+    vals = [float(v) for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _ledger(run: Run, task: str, strategy: str) -> costs.Ledger:
     ledgers = [costs.ledger_from_cost(c.cost, gpu_run=run.gpu, latency_mean_s=c.latency_mean_s)
                for c in run.cells_of(task, strategy) if c.cost]
     if not ledgers:  # no cost.json: the cost rows still give latency and tokens
@@ -118,48 +166,65 @@ def strategy_result(run: Run, task: str, strategy: str, prices: dict, volume: fl
             if vals:
                 setattr(led, attr, float(np.mean(vals)))
         ledgers = [led]
-    ledger = costs.mean_ledger(ledgers)
+    return costs.mean_ledger(ledgers)
+
+
+def _other_metrics(run: Run, task: str, strategy: str) -> dict:
+    """Every quality metric (main included): value and the runner's interval, seeds averaged."""
     acc: dict[str, list[dict]] = {}
-    for r in run.rows:  # every quality metric (main included): value and the runner's interval, seeds averaged
+    for r in run.rows:
         if r["task"] == task and r["strategy"] == strategy and r.get("kind", "quality") == "quality" \
                 and r.get("value") is not None:
             acc.setdefault(r["metric"], []).append(r)
-    other = {}
-    for k, rs in acc.items():
-        los = [x["ci_low"] for x in rs if x.get("ci_low") is not None]
-        his = [x["ci_high"] for x in rs if x.get("ci_high") is not None]
-        other[k] = {"value": float(np.mean([x["value"] for x in rs])), "ci_low": float(np.mean(los)) if los else None,
-                    "ci_high": float(np.mean(his)) if his else None,
-                    "higher_is_better": bool(rs[0].get("higher_is_better", True))}
+    return {k: {"value": float(np.mean([x["value"] for x in rs])), "ci_low": _mean([x.get("ci_low") for x in rs]),
+                "ci_high": _mean([x.get("ci_high") for x in rs]),
+                "higher_is_better": bool(rs[0].get("higher_is_better", True))} for k, rs in acc.items()}
+
+
+def strategy_result(run: Run, task: str, strategy: str, prices: dict, volume: float) -> Optional[StrategyResult]:
+    mains = _main_rows(run.rows, task, strategy)
+    if not mains:
+        return None
+    metric = mains[0]["metric"]
+    hib = bool(mains[0].get("higher_is_better", True))
+    seed_values = [float(r["value"]) for r in mains if r.get("value") is not None]
+    _, std = stats.seed_summary(seed_values)
+    items, order = _item_scores(run, task, strategy, metric)
+    if items:
+        per_item = list(rule.item_scores(items).values())
+        value = float(np.mean(per_item))
+        lo, hi = stats.mean_ci(per_item, bounds=stats.unit_bounds(per_item))
+    else:  # no per-item scores: the rows' own value and interval, seeds averaged
+        value = _mean(seed_values)
+        lo, hi = _mean([r.get("ci_low") for r in mains]), _mean([r.get("ci_high") for r in mains])
+    ledger = _ledger(run, task, strategy)
     return StrategyResult(strategy, run.family(strategy), metric, hib, value, lo, hi, seed_values, std,
-                          sum(int(r.get("n") or 0) for r in mains), sum(int(r.get("n_failed") or 0) for r in mains),
-                          items, ledger, costs.price(ledger, prices), other, diagnostic=run.arm(strategy).diagnostic)
+                          max(int(r.get("n") or 0) + int(r.get("n_failed") or 0) for r in mains),
+                          sum(int(r.get("n_failed") or 0) for r in mains), items, ledger, costs.price(ledger, prices),
+                          _other_metrics(run, task, strategy), diagnostic=run.arm(strategy).diagnostic,
+                          outcomes=_outcome_counts(run, task, strategy), served=_served(run, task, strategy),
+                          training=_training(run, task, strategy), order=order)
+
+
+def _rate_rows(run: Run, task: str, strategy: str, pattern: re.Pattern) -> dict[str, dict]:
+    """Quality rows whose metric matches `pattern`: value and interval, seeds averaged."""
+    acc: dict[str, list[dict]] = {}
+    for r in run.rows:
+        if r["task"] == task and r["strategy"] == strategy and pattern.search(r["metric"]) \
+                and r.get("value") is not None and r.get("kind", "quality") == "quality":
+            acc.setdefault(r["metric"], []).append(r)
+    return {m: {"value": float(np.mean([x["value"] for x in rs])), "ci_low": _mean([x.get("ci_low") for x in rs]),
+                "ci_high": _mean([x.get("ci_high") for x in rs]), "n": int(np.mean([x.get("n") or 0 for x in rs])),
+                "higher_is_better": bool(rs[0].get("higher_is_better", True))} for m, rs in acc.items()}
 
 
 def hallucination(run: Run, task: str, strategy: str) -> dict:
-    """Metric rows about abstention/hallucination, and (when unanswerable items exist) rates from answers."""
-    out: dict[str, Any] = {}
-    for r in run.rows:
-        if r["task"] == task and r["strategy"] == strategy and HALLU_RE.search(r["metric"]) and r.get("value") is not None \
-                and r.get("kind", "quality") == "quality":
-            out.setdefault("rows", {}).setdefault(r["metric"], []).append(float(r["value"]))
-    if "rows" in out:
-        out["rows"] = {k: float(np.mean(v)) for k, v in out["rows"].items()}
-    recs = [s for c in run.cells_of(task, strategy) for s in c.scores]
-    unans = [s for s in recs if s.get("answerable") is False]
-    if unans:
-        meta = run.task_info(task)
-        extra = (meta["abstain_phrase"],) if meta.get("abstain_phrase") else ()
-
-        def abstained(ans) -> bool:
-            return is_abstention(ans, meta["language"], extra) or is_abstention(ans, "ru", extra)
-
-        answered = [s for s in unans if s.get("answer") is not None and not abstained(s.get("answer"))]
-        ans_items = [s for s in recs if s.get("answerable") is not False and s.get("answer") is not None]
-        out["unanswerable"] = len(unans)
-        out["hallucination_rate"] = len(answered) / len(unans)
-        out["false_abstention_rate"] = (sum(abstained(s["answer"]) for s in ans_items) / len(ans_items)) if ans_items else None
-    return out
+    """Hallucination and abstention rates with their intervals; `unanswerable`: how many items had no answer."""
+    rows = _rate_rows(run, task, strategy, HALLU_RE)
+    if not rows:
+        return {}
+    unans = sum(1 for c in run.cells_of(task, strategy) for s in c.scores if s.get("answerable") is False)
+    return {"rates": rows, "unanswerable": unans}
 
 
 def _is_delta(r: dict) -> bool:
@@ -167,92 +232,75 @@ def _is_delta(r: dict) -> bool:
 
 
 def forgetting(run: Run, task: str, strategies: list[str]) -> dict[str, dict]:
-    """Probe results of each fine-tuned arm as deltas against its base (non-trained) arm.
+    """Probe results of each arm against its base (the same arm without its fine-tune), with intervals.
 
-    Prefers the probes' own `<metric>_delta` rows (paired over probe items, with an interval); else
-    differences of the plain probe rows (kind == 'probe') of the arm and its base. Probe rows of this
-    task are used when there are any, otherwise every probe row of the run. `mean_delta` is signed so
-    that negative is forgetting (lower-is-better metrics flipped) and leaves perplexity out of the
-    mean when accuracy-like probes exist (its scale is not comparable).
+    Uses the probes' own `<metric>_delta` rows (paired over probe items). For every probe it says
+    whether the interval can resolve a change of RESOLVE_PP; perplexity is reported separately (its scale
+    is not an accuracy), and the verdict leans on it when no accuracy probe resolves anything.
     """
     probes = [r for r in run.rows if r.get("kind") == "probe" and r.get("value") is not None]
     mine = [r for r in probes if r["task"] == task] or probes
-    if not mine:
-        return {}
     out: dict[str, dict] = {}
-    deltas = [r for r in mine if _is_delta(r) and run.family(r["strategy"]) == "fine-tuning"]
-    for s in dict.fromkeys(r["strategy"] for r in deltas):
-        acc: dict[str, dict[str, list]] = {}
-        for r in deltas:
-            if r["strategy"] != s:
-                continue
-            name = str(r["metric"])[: -len("_delta")] if str(r["metric"]).endswith("_delta") else r["metric"]
-            d = acc.setdefault(name, {"v": [], "lo": [], "hi": [], "hib": bool(r.get("higher_is_better", True))})
-            d["v"].append(float(r["value"]))
-            if r.get("ci_low") is not None and r.get("ci_high") is not None:
-                d["lo"].append(float(r["ci_low"]))
-                d["hi"].append(float(r["ci_high"]))
-        out[s] = _forgetting_entry(run.arm(s).base, {m: (float(np.mean(d["v"])), float(np.mean(d["lo"])) if d["lo"] else None,
-                                                     float(np.mean(d["hi"])) if d["hi"] else None, d["hib"])
-                                                 for m, d in acc.items()})
-    raw = [r for r in mine if not _is_delta(r)]
-    table: dict[str, dict[str, list[float]]] = {}
-    hib: dict[str, bool] = {}
-    for r in raw:
-        table.setdefault(r["strategy"], {}).setdefault(r["metric"], []).append(float(r["value"]))
-        hib[r["metric"]] = bool(r.get("higher_is_better", True))
-    means = {s: {m: float(np.mean(v)) for m, v in d.items()} for s, d in table.items()}
-    bases = [s for s in means if run.family(s) != "fine-tuning"]
-    for s in means:
-        if run.family(s) != "fine-tuning" or s in out:
-            continue
-        base = run.arm(s).base if run.arm(s).base in means else (bases[0] if bases else None)
-        if base is None:
-            continue
-        ds = {m: (v - means[base][m], None, None, hib[m]) for m, v in means[s].items() if m in means[base]}
-        if ds:
-            out[s] = _forgetting_entry(base, ds)
+    for s in dict.fromkeys(r["strategy"] for r in mine if _is_delta(r)):
+        acc: dict[str, list[dict]] = {}
+        for r in mine:
+            if r["strategy"] == s and _is_delta(r):
+                acc.setdefault(str(r["metric"])[: -len("_delta")], []).append(r)
+        deltas = {}
+        for m, rs in acc.items():
+            lo, hi = _mean([x.get("ci_low") for x in rs]), _mean([x.get("ci_high") for x in rs])
+            deltas[m] = {"delta": float(np.mean([x["value"] for x in rs])), "ci_low": lo, "ci_high": hi,
+                         "n": int(np.mean([x.get("n") or 0 for x in rs])), "base": _mean([x.get("base") for x in rs]),
+                         "higher_is_better": bool(rs[0].get("higher_is_better", True)),
+                         "resolves": lo is not None and hi is not None and (hi - lo) / 2 < RESOLVE_PP}
+        against = next((r.get("against") for r in mine if r["strategy"] == s and r.get("against")), None)
+        out[s] = {"base": against or run.arm(s).base, "deltas": deltas, **forgetting_summary(deltas)}
     return out
 
 
-def _forgetting_entry(base: str, ds: dict[str, tuple]) -> dict:
-    signed = {m: (d if h else -d) for m, (d, _, _, h) in ds.items()}
-    pick = [v for m, v in signed.items() if "perplexity" not in m] or list(signed.values())
-    return {"base": base, "deltas": {m: d for m, (d, _, _, _) in ds.items()},
-            "ci": {m: (lo, hi) for m, (_, lo, hi, _) in ds.items()},
-            "higher_is_better": {m: h for m, (_, _, _, h) in ds.items()},
-            "mean_delta": float(np.mean(pick)) if pick else None}
+def forgetting_summary(deltas: dict[str, dict]) -> dict:
+    """What the probe deltas say, in words a reader can act on."""
+    acc = {m: d for m, d in deltas.items() if "perplexity" not in m}
+    ppl = {m: d for m, d in deltas.items() if "perplexity" in m}
+    worse = [m for m, d in acc.items() if d["ci_high"] is not None and d["ci_high"] < 0]
+    better = [m for m, d in acc.items() if d["ci_low"] is not None and d["ci_low"] > 0]
+    resolving = [m for m, d in acc.items() if d["resolves"]]
+    parts = []
+    if worse:
+        parts.append("forgot: " + ", ".join(f"{m} {acc[m]['delta']:+.3f}" for m in worse))
+    if better:
+        parts.append("improved: " + ", ".join(f"{m} {acc[m]['delta']:+.3f}" for m in better))
+    if acc and not worse and not better:
+        parts.append("no accuracy change shown" + ("" if resolving else
+                     f" (the probe sets are too small to resolve a {RESOLVE_PP:.0%} change: use --probes default)"))
+    for m, d in ppl.items():
+        rel = d["delta"] / d["base"] if d.get("base") else None
+        sig = d["ci_low"] is not None and (d["ci_low"] > 0 or d["ci_high"] < 0)
+        parts.append(f"perplexity {d['delta']:+.2f}" + (f" ({rel:+.0%})" if rel is not None else "")
+                     + (" (outside its interval)" if sig else ""))
+    return {"forgot": bool(worse), "summary": "; ".join(parts) or "no probe data"}
 
 
 def strata(res: StrategyResult, run: Run, task: str) -> dict[str, dict]:
-    """Main metric per stratum label (e.g. known / unknown) with a bootstrap interval."""
+    """Main metric per stratum label (e.g. known / unknown) with an interval."""
     groups: dict[str, dict[str, list]] = {}
     for c in run.cells_of(task, res.strategy):
         for s in c.scores:
             st = s.get("stratum")
             v = (s.get("scores") or {}).get(res.metric)
-            if st is None or v is None:
+            if st is None:
                 continue
-            groups.setdefault(str(st), {}).setdefault(str(s.get("example_id")), []).append(float(v))
+            groups.setdefault(str(st), {}).setdefault(str(s.get("example_id")), []).append(0.0 if v is None else float(v))
     out = {}
     for st, by_item in sorted(groups.items()):
-        mean, lo, hi = stats.cluster_bootstrap_ci(by_item)
-        out[st] = {"value": mean, "ci_low": lo, "ci_high": hi, "n": len(by_item)}
-    if not out:  # labels only in rows (kind == 'stratum', e.g. SliCK strata): their values, seeds averaged
-        acc: dict[str, list[dict]] = {}
-        for r in run.rows:
-            if r["task"] == task and r["strategy"] == res.strategy and r.get("kind") == "stratum" \
-                    and r.get("metric") == res.metric and r.get("value") is not None and r.get("stratum"):
-                acc.setdefault(str(r["stratum"]), []).append(r)
-        for st, rs in acc.items():
-            mean = lambda k: float(np.mean([x[k] for x in rs])) if all(x.get(k) is not None for x in rs) else None  # noqa: E731
-            out[st] = {"value": mean("value"), "ci_low": mean("ci_low"), "ci_high": mean("ci_high"),
-                       "n": int(np.mean([x.get("n") or 0 for x in rs]))}
+        means = [float(np.mean(v)) for v in by_item.values()]
+        lo, hi = stats.mean_ci(means, bounds=stats.unit_bounds(means))
+        out[st] = {"value": float(np.mean(means)), "ci_low": lo, "ci_high": hi, "n": len(means)}
     return out
 
 
 def retrieval(res: StrategyResult, run: Run, task: str) -> Optional[dict]:
-    """recall@k, MRR and the four outcome classes (bench.retrieval.metrics) over every seed's items."""
+    """recall@k, MRR and the four outcome classes (bench.metrics.retrieval) over every seed's items."""
     recs = []
     for c in run.cells_of(task, res.strategy):
         for s in c.scores:
@@ -272,16 +320,8 @@ def retrieval(res: StrategyResult, run: Run, task: str) -> Optional[dict]:
 
 
 def compare(a: StrategyResult, b: StrategyResult) -> stats.Comparison:
-    """Paired on per-item scores when both have them; else unpaired from the two intervals (normal
-    approximation, p-value unknown), so a run without scores.jsonl still separates clear gaps from ties."""
-    c = stats.paired_compare(a.strategy, a.items, b.strategy, b.items)
-    if c.diff is not None or a.value is None or b.value is None:
-        return c
-    diff = a.value - b.value
-    if None in (a.ci_low, a.ci_high, b.ci_low, b.ci_high):
-        return stats.Comparison(a.strategy, b.strategy, diff, None, None, None, 0, 0)
-    se = (((a.ci_high - a.ci_low) / 3.92) ** 2 + ((b.ci_high - b.ci_low) / 3.92) ** 2) ** 0.5
-    return stats.Comparison(a.strategy, b.strategy, diff, diff - 1.96 * se, diff + 1.96 * se, None, 0, 0)
+    """a minus b, paired on the items both scored (failed = 0)."""
+    return stats.paired_compare(a.strategy, a.items, b.strategy, b.items)
 
 
 def oracle_pairs(run: Run, results: dict[str, StrategyResult]) -> list[dict]:
@@ -297,12 +337,30 @@ def oracle_pairs(run: Run, results: dict[str, StrategyResult]) -> list[dict]:
         if twin is None:
             continue
         no_ctx = arm.without_retrieval
-        cmp = compare(results[twin], results[name])
-        row = {"rag": name, "oracle": twin, "no_context": no_ctx if no_ctx in results else None, "oracle_minus_rag": cmp}
+        row = {"rag": name, "oracle": twin, "no_context": no_ctx if no_ctx in results else None,
+               "oracle_minus_rag": compare(results[twin], results[name])}
         if no_ctx in results:
             row["oracle_minus_no_context"] = compare(results[twin], results[no_ctx])
         out.append(row)
     return out
+
+
+def decision_settings(manifest: dict) -> dict[str, Any]:
+    """margin, alpha, floor of the run (config `decision:`), and whether it evaluated items in rounds."""
+    d = (manifest.get("config") or {}).get("decision") or {}
+    return {"margin": float(d.get("margin", rule.MARGIN)), "alpha": float(d.get("alpha", rule.ALPHA)),
+            "floor": float(d.get("floor", rule.FLOOR)), "sequential": bool(manifest.get("rounds"))}
+
+
+def verdict_of(results: dict[str, StrategyResult], volume: float, settings: dict, metric: str,
+               higher_is_better: bool) -> rule.Verdict:
+    """The rule applied to the arms' item scores, with each arm's cost at the reference volume."""
+    arms = [rule.Arm(r.strategy, r.scores, cost=costs.per_1k_at(r.money, volume), diagnostic=r.diagnostic)
+            for r in results.values() if r.items]
+    order = next((r.order for r in results.values() if r.order), None)
+    return rule.decide(arms, higher_is_better=higher_is_better, margin=settings["margin"], alpha=settings["alpha"],
+                       floor=settings["floor"], sequential=settings["sequential"],
+                       order=order if settings["sequential"] else None, metric=metric)
 
 
 def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[TaskAnalysis]:
@@ -314,28 +372,17 @@ def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[T
     if not results:
         return None
     first = next(iter(results.values()))
-    hib = first.higher_is_better
-    # diagnostic arms (rag_oracle) read the gold documents: a ceiling, never a strategy to deploy
-    scored = [r for r in results.values() if r.value is not None and not r.diagnostic]
-    best = None
-    if scored:
-        best = (max if hib else min)(scored, key=lambda r: r.value).strategy
-    vs_best, pairs, be = {}, {}, {}
     names = list(results)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            pairs[(a, b)] = compare(results[a], results[b])
-            be[(a, b)] = costs.break_even(a, results[a].money, b, results[b].money)
-    if best is not None:
-        for s in names:
-            if s != best and not results[s].diagnostic:
-                vs_best[s] = compare(results[best], results[s])
+    failed = {c.split("__")[1]: e for c, e in ((run.manifest.get("cells") or {}).get("failed") or {}).items()
+              if c.split("__")[0] == task}
     return TaskAnalysis(
-        task=task, metric=first.metric, higher_is_better=hib, results=results, best=best, vs_best=vs_best, pairs=pairs,
-        break_even=be, hallucination={s: h for s in names if (h := hallucination(run, task, s))},
+        task=task, metric=first.metric, higher_is_better=first.higher_is_better, results=results,
+        verdict=verdict_of(results, volume, decision_settings(run.manifest), first.metric, first.higher_is_better),
+        hallucination={s: h for s in names if (h := hallucination(run, task, s))},
+        support={s: sp for s in names if (sp := _rate_rows(run, task, s, SUPPORT_RE))},
         forgetting=forgetting(run, task, names), strata={s: st for s in names if (st := strata(results[s], run, task))},
         retrieval={s: rt for s in names if (rt := retrieval(results[s], run, task))},
-        oracle=oracle_pairs(run, results), prices=prices, volume=volume,
+        oracle=oracle_pairs(run, results), prices=prices, volume=volume, failed_cells=failed,
     )
 
 

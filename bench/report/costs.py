@@ -44,6 +44,8 @@ class Ledger:
     queries: Optional[int] = None
     failed: Optional[int] = None
     serve_device: str = "cpu"
+    serve_backend: str = ""  # llama, hf, endpoint: every arm of a model should show the same
+    serve_format: str = ""  # the weights format it was served in (f16, q8_0, native, fp32, ...)
     # memory and size
     peak_rss_mb: Optional[float] = None
     peak_cuda_mb: Optional[float] = None
@@ -102,8 +104,9 @@ def ledger_from_cost(cost: Mapping[str, Any], gpu_run: bool = False, latency_mea
     retrieval = cost.get("retrieval") or {}
     mem = cost.get("memory") or {}
     led = Ledger()
-    if train:
-        led.train_seconds = _num(train.get("wall_seconds", train.get("seconds")))
+    if train:  # the training, plus the one-off GGUF -> transformers conversion every fine-tune of a GGUF needs
+        led.train_seconds = (_num(train.get("wall_seconds", train.get("seconds"))) or 0.0) \
+            + (_num(train.get("conversion_seconds")) or 0.0)
         led.train_cached = bool(train.get("cached")) if "cached" in train else None
         cuda = _num(train.get("peak_cuda_mb"))
         device = str(train.get("device") or "")
@@ -114,12 +117,18 @@ def ledger_from_cost(cost: Mapping[str, Any], gpu_run: bool = False, latency_mea
         led.train_tokens = _num(train.get("tokens"))
         if led.trainable_share is None and led.trainable_params and led.total_params:
             led.trainable_share = led.trainable_params / led.total_params
-    if index:
-        led.index_seconds = _num(index.get("seconds"))
+    if index:  # the build is charged to every arm that uses the index, even when this cell loaded it cached
+        led.index_seconds = _num(index.get("build_seconds")) if _num(index.get("build_seconds")) is not None \
+            else _num(index.get("seconds"))
         led.index_bytes = _num(index.get("bytes"))
         led.index_vectors = _num(index.get("vectors"))
-    if prep:
-        led.prep_seconds = _num(prep.get("seconds", prep.get("wall_seconds")))
+    serve = cost.get("serve") or cost.get("serving") or {}
+    prep_s = _num(prep.get("seconds", prep.get("wall_seconds"))) if prep else None
+    export_s = _num(serve.get("export_seconds"))  # writing the served GGUF (base or merged fine-tune), once
+    if prep_s is not None or export_s is not None:
+        led.prep_seconds = (prep_s or 0.0) + (export_s or 0.0)
+    led.serve_backend = str(serve.get("backend") or cost.get("backend") or "")
+    led.serve_format = str(serve.get("format") or "")
     led.latency_p50_s = _num(pq.get("latency_p50_s"))
     led.latency_p95_s = _num(pq.get("latency_p95_s"))
     led.latency_mean_s = _num(latency_mean_s) if latency_mean_s is not None else _num(pq.get("latency_mean_s"))
@@ -276,6 +285,13 @@ def break_even(name_a: str, a: Money, name_b: str, b: Money, unit: str = "$") ->
                      f"{hi}'s extra one-off cost ({unit}{abs(ds):.4g}) is paid back by its lower per-query cost "
                      f"({unit}{abs(dq) * 1000:.4g} less per 1k queries) after {fmt_volume(volume)} queries; "
                      f"below that {lo} is cheaper")
+
+
+def per_1k_at(money: Money, volume: float) -> Optional[float]:
+    """Estimated money per 1k queries at `volume` queries, the one-off cost spread over them."""
+    if money.per_query is None:
+        return None
+    return 1000 * (money.setup / volume + money.per_query)
 
 
 def fmt_volume(v: Optional[float]) -> str:

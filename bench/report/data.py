@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bench.atomic import read_jsonl
-from bench.results import COST, GENERATIONS, SCORES, cell_dir, cell_id, load_rows, read_json
+from bench.results import (
+    COST,
+    GENERATIONS,
+    SCORES,
+    cell_dir,
+    cell_id,
+    load_rows,
+    read_json,
+)
 
 TRAIN_LOG = "train_log.jsonl"
 

@@ -74,7 +74,16 @@ def quality_vs_cost(a: TaskAnalysis, path: Path) -> tuple[Optional[Path], str]:
         ax.legend(fontsize=8)
     costs = [c for _, c, _ in pts]
     if min(costs) > 0 and max(costs) / min(costs) > 20:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlapped ("3x10^-4 3x10^-3 ...")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"${x:g}"))
+    else:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"${x:.2g}"))
     ax.set_xlabel(f"estimated $ per 1k queries (setup spread over {a.volume:,.0f} queries)")
     ax.set_ylabel(f"{a.metric} (95 % CI)")
     ax.set_title(f"{a.task}: quality against cost (filled = on the frontier; grey = oracle)", fontsize=10)
@@ -110,10 +119,11 @@ def learning_vs_forgetting(a: TaskAnalysis, path: Path) -> tuple[Optional[Path],
     pts = []
     for s, fg in a.forgetting.items():
         r, base = a.results.get(s), a.results.get(fg["base"])
-        if r is None or r.value is None or fg.get("mean_delta") is None:
+        acc = [d["delta"] for m, d in fg["deltas"].items() if "perplexity" not in m]
+        if r is None or r.value is None or not acc:
             continue
         learn = r.value - base.value if base is not None and base.value is not None else None
-        pts.append((s, fg["mean_delta"], learn))
+        pts.append((s, sum(acc) / len(acc), learn))
     if not pts:
         return None, "no learning-vs-forgetting plot: the fine-tuned arms with probes have no task score"
     plt = _plt()
@@ -123,7 +133,7 @@ def learning_vs_forgetting(a: TaskAnalysis, path: Path) -> tuple[Optional[Path],
         ax.annotate(s, (f, l if l is not None else 0), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axvline(0, color="gray", lw=0.8)
     ax.axhline(0, color="gray", lw=0.8)
-    ax.set_xlabel("probe score change vs base (negative = forgetting)")
+    ax.set_xlabel("mean accuracy change on the probes vs base (negative = forgetting)")
     ax.set_ylabel(f"{a.metric} gain vs base (learning)")
     ax.set_title(f"{a.task}: learning against forgetting per fine-tuning method", fontsize=10)
     return _save(fig, path), ""

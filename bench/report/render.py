@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bench.report.analysis import TaskAnalysis
-from bench.report.costs import fmt_volume
+from bench.report.costs import break_even, fmt_volume
 from bench.report.data import Run
-from bench.report.decide import cost_at
-from bench.report.fmt import money, num, params, pval, signed, size
+from bench.report.decide import cost_at, headline
+from bench.report.fmt import money, num, params, pval, signed
 from bench.report.langcheck import check_run
 
 
@@ -30,161 +30,226 @@ def _hib(a: TaskAnalysis, metric: str) -> bool:
     return True
 
 
-def _verdict(a: TaskAnalysis, s: str) -> str:
-    if s == a.best:
-        return "**best**"
-    c = a.vs_best.get(s)
-    if c is None or c.diff is None:
-        return "diagnostic" if a.results[s].diagnostic else "not paired"
-    return "tie" if c.tie else "worse"
+def _served(r) -> str:
+    return " ".join(x for x in (r.served.get("backend"), r.served.get("format")) if x) or "–"
+
+
+def _ci(lo, hi) -> str:
+    return f"[{num(lo)}, {num(hi)}]"
+
+
+def _signed_ci(s) -> str:
+    if s is None or s.diff is None:
+        return "–"
+    lo = "–" if s.ci_low is None else signed(s.ci_low)
+    hi = "–" if s.ci_high is None else signed(s.ci_high)
+    return f"{signed(s.diff)} [{lo}, {hi}]"
+
+
+def _model_line(run: Run, analyses: list[TaskAnalysis]) -> str:
+    manifest = run.manifest
+    model, hw = manifest.get("model", {}), manifest.get("hardware", {})
+    served = sorted({_served(r) for a in analyses for r in a.results.values() if r.served})
+    how = f"served as {served[0]} for every arm" if len(served) == 1 else f"served as {', '.join(served)} (not alike!)"
+    cpu = hw.get("cpu") or f"{hw.get('cpus', '?')} CPUs"
+    return (f"Model **{model.get('name', '?')}** ({model.get('source', '')}), {how}; seeds {manifest.get('seeds')}; "
+            f"{cpu}{', GPU ' + hw['cuda'] if hw.get('cuda') else ', no GPU'}; load average at start {hw.get('load_avg')}.")
 
 
 def render_markdown(run: Run, analyses: list[TaskAnalysis], decisions: dict[str, dict],
                     plots: dict[str, dict], estimate_text: Optional[str]) -> str:
     manifest, run_dir = run.manifest, run.folder
-    model = manifest.get("model", {})
-    hw = manifest.get("hardware", {})
     prices = analyses[0].prices if analyses else {}
     volume = analyses[0].volume if analyses else 0
-    L = [f"# bench report: {manifest.get('run_id', run_dir.name)}", "",
-         f"Model **{model.get('name', '?')}** (sha256 {str(model.get('sha256', ''))[:12]}), seeds {manifest.get('seeds')}, "
-         f"{hw.get('cpus', '?')} CPUs{', GPU ' + hw['cuda'] if hw.get('cuda') else ', no GPU'}, load average at start {hw.get('load_avg')}.",
-         "", "## Recommendation", ""]
+    L = [f"# bench report: {manifest.get('run_id', run_dir.name)}", "", _model_line(run, analyses), "",
+         "## Decisions", ""]
     if not analyses:
         L += ["No task has a scored main metric in rows.jsonl: nothing to compare.", ""]
     language = _language_notes(run)
     for a in analyses:
         d = decisions[a.task]
-        if d.get("strategy"):
-            L.append(f"- **{a.task}: use `{d['strategy']}`.** {d['reason']}.")
-        else:
-            L.append(f"- **{a.task}: no recommendation.** {d['reason']}")
-        for t in (d.get("flips") or {}).get("text", []):
+        L.append(f"- {headline(a, d)}")
+        for t in d.get("flips") or []:
             L.append(f"  - What would flip it: {t}.")
+        for w in d.get("warnings") or []:
+            L.append(f"  - Warning: {w}.")
         for note in language.get(a.task, []):
             L.append(f"  - Language: {note}")
-    L += ["", f"Money is **estimated**: measured seconds x the price sheet (GPU-hour ${prices.get('gpu_hour')}, "
-          f"CPU-hour ${prices.get('cpu_hour')}, 1k tokens ${prices.get('per_1k_tokens')}); one-off costs are spread "
-          f"over a reference volume of {fmt_volume(volume)} queries. Ties: the paired 95 % interval of the difference "
-          "from the best strategy covers 0.", ""]
-
+        pick = d.get("strategy") or d.get("leader")
+        h = a.hallucination.get(pick) if pick else None
+        if h and h.get("unanswerable") and (h.get("rates") or {}).get("hallucination_rate"):
+            r = h["rates"]["hallucination_rate"]
+            L.append(f"  - Hallucination of `{pick}`: answers {r['value']:.0%} {_ci(r['ci_low'], r['ci_high'])} of "
+                     f"{h.get('unanswerable')} unanswerable items anyway.")
+        fg = a.forgetting.get(pick) if pick else None
+        if fg:
+            L.append(f"  - Forgetting of `{pick}` against `{fg['base']}`: {fg['summary']}.")
+    if analyses:
+        v = analyses[0].verdict
+        L += ["", f"How to read this: a strategy is recommended only when no cheaper arm is left unresolved and the pick "
+              f"is within {v.margin} of every arm not shown worse (non-inferiority, 95 % family-wise over all arms of "
+              f"a task; intervals are valid at any number of items{', looked at after every round' if v.sequential else ''}); "
+              f"otherwise the verdict says how many items would settle it. Money is **estimated**: measured seconds x the "
+              f"price sheet (GPU-hour ${prices.get('gpu_hour')}, CPU-hour ${prices.get('cpu_hour')}), one-off costs "
+              f"spread over {fmt_volume(volume)} queries. Failed and empty answers count as wrong. The rule: "
+              "bench/report/rule.py and docs/report.md.", ""]
     for a in analyses:
-        L += [f"## {a.task}", "", f"Main metric **{a.metric}** ({'higher' if a.higher_is_better else 'lower'} is better): "
-              "mean over seeds, 95 % cluster-bootstrap interval over test items; difference from the best is paired "
-              "by (example_id, seed) with a bootstrap interval and a sign-flip permutation p-value.", "",
-              f"| strategy | family | {a.metric} | 95 % CI | seeds (sd) | vs best | p | verdict | n | failed |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in a.ordered():
-            c = a.vs_best.get(r.strategy)
-            diff = "–" if c is None or c.diff is None else (
-                f"{signed(-c.diff)} [{signed(-c.ci_high)}, {signed(-c.ci_low)}]" if c.ci_low is not None else f"{signed(-c.diff)} (no CI)")
-            p = "–" if c is None else pval(c.p_value)
-            sd = f"{r.seeds}" + (f" ({r.seed_std:.3f})" if r.seed_std is not None else "")
-            L.append(f"| {r.strategy} | {r.family} | {num(r.value)} | [{num(r.ci_low)}, {num(r.ci_high)}] | {sd} | {diff} | "
-                     f"{p} | {_verdict(a, r.strategy)} | {r.n} | {r.n_failed} |")
-        names = list(dict.fromkeys(m for r in a.ordered() for m in r.other))
-        if len(names) > 1:
-            L += ["", "### Every metric", "", "Mean over seeds; 95 % bootstrap interval over test items (per seed, averaged).", "",
-                  "| strategy | " + " | ".join(f"{m} {'↑' if _hib(a, m) else '↓'}" for m in names) + " |",
-                  "|---|" + "---|" * len(names)]
-            for r in a.ordered():
-                cells = []
-                for m in names:
-                    o = r.other.get(m)
-                    ci = f" [{num(o['ci_low'])}, {num(o['ci_high'])}]" if o and o["ci_low"] is not None else ""
-                    cells.append("–" if o is None else f"{num(o['value'])}{ci}")
-                L.append(f"| {r.strategy} | " + " | ".join(cells) + " |")
-        L += ["", "### Cost ledger", "",
-              "| strategy | setup s (train / index / prep) | train device | s per query (p50 / p95) | prompt tok | "
-              "completion tok | samples/query | peak RSS MB | peak CUDA MB | trainable params | adapter | index | "
-              "setup $ | $ per 1k queries | $ per 1k at volume |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in a.ordered():
-            g = r.ledger
-            setup = f"{g.setup_seconds:.1f} ({num(g.train_seconds, 1)} / {num(g.index_seconds, 2)} / {num(g.prep_seconds, 1)})"
-            L.append(f"| {r.strategy} | {setup} | {g.train_device if g.train_seconds else '–'} | "
-                     f"{num(g.latency_p50_s, 2)} / {num(g.latency_p95_s, 2)} | {num(g.prompt_tokens, 0)} | "
-                     f"{num(g.completion_tokens, 0)} | {num(g.samples_per_query, 1)} | {num(g.peak_rss_mb, 0)} | "
-                     f"{num(g.peak_cuda_mb, 0)} | {params(g.trainable_params, g.trainable_share)} | "
-                     f"{size(g.adapter_bytes)} | {size(g.index_bytes)} | {money(r.money.setup)} | "
-                     f"{money(r.money.per_1k)} | {money(cost_at(r, a.volume))} |")
-        L += ["", "### Break-even", ""]
-        shown = 0
-        for (x, y), be in a.break_even.items():
-            if a.results[x].diagnostic or a.results[y].diagnostic:
-                continue  # the oracle is a diagnostic ceiling, not something to pay for
-            if be.kind in ("crossover", "b_dominates", "a_dominates"):
-                L.append(f"- {x} vs {y}: {be.statement}.")
-                shown += 1
-        if not shown:
-            L.append("No pair of strategies has measured per-query costs to compare.")
-        # hallucination and forgetting
-        L += ["", "### Hallucination and forgetting", ""]
-        if a.hallucination:
-            L += ["| strategy | unanswerable items | answered them (hallucination) | false abstention | metric rows |",
-                  "|---|---|---|---|---|"]
-            for s, h in a.hallucination.items():
-                rows = ", ".join(f"{k} {v:.3f}" for k, v in (h.get("rows") or {}).items()) or "–"
-                hr = "–" if h.get("hallucination_rate") is None else f"{100 * h['hallucination_rate']:.0f} %"
-                fa = "–" if h.get("false_abstention_rate") is None else f"{100 * h['false_abstention_rate']:.0f} %"
-                L.append(f"| {s} | {h.get('unanswerable', '–')} | {hr} | {fa} | {rows} |")
-        else:
-            L.append("No hallucination data: the test set has no unanswerable items and no abstention metric rows.")
-        L.append("")
-        if a.forgetting:
-            L += ["| fine-tuned arm | base | probe deltas | mean delta |", "|---|---|---|---|"]
-            for s, fg in a.forgetting.items():
-                ds = ", ".join(f"{k} {v:+.3f}" + (f" [{fg['ci'][k][0]:+.3f}, {fg['ci'][k][1]:+.3f}]"
-                                                   if fg.get("ci", {}).get(k, (None,))[0] is not None else "")
-                               for k, v in fg["deltas"].items())
-                md_ = "–" if fg["mean_delta"] is None else f"{fg['mean_delta']:+.3f}"
-                L.append(f"| {s} | {fg['base']} | {ds} | {md_} |")
-            L.append("\nMean delta: signed so that negative means forgetting (lower-is-better probes flipped; "
-                     "perplexity left out of the mean when accuracy probes exist).")
-        else:
-            L.append("No forgetting data: no probe rows (kind == 'probe') for a fine-tuned arm and its base.")
-        # retrieval
-        L += ["", "### Retrieval", ""]
-        if a.retrieval:
-            L += ["| strategy | k | recall@k | MRR | retrieved & right | retrieved & wrong | missed & right | missed & wrong |",
-                  "|---|---|---|---|---|---|---|---|"]
-            for s, rt in a.retrieval.items():
-                cl = rt.get("classes") or {}
-                L.append(f"| {s} | {rt.get('k')} | {num(rt.get('recall_at_k'))} | {num(rt.get('mrr'))} | "
-                         f"{cl.get('retrieved_right', 0)} | {cl.get('retrieved_wrong', 0)} | {cl.get('missed_right', 0)} | "
-                         f"{cl.get('missed_wrong', 0)} |")
-            L.append(f"\nAn answer counts as right when its {a.metric} is at least 0.5.")
-        else:
-            L.append("No retrieval arm recorded retrieved documents for this task.")
-        for o in a.oracle:
-            L.append("")
-            L.append(_oracle_text(a, o))
-        # strata
-        if a.strata:
-            labels = sorted({st for d in a.strata.values() for st in d})
-            L += ["", "### Per stratum", "", "| strategy | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-            for s, d in a.strata.items():
-                cells = [f"{num(d[st]['value'])} [{num(d[st]['ci_low'])}, {num(d[st]['ci_high'])}] n={d[st]['n']}"
-                         if st in d else "–" for st in labels]
-                L.append(f"| {s} | " + " | ".join(cells) + " |")
-        L += ["", "### Plots", ""]
-        if a.task not in plots:
-            L.append("- plots were not drawn for this rendering (plots=False).")
-        for name, (path, note) in plots.get(a.task, {}).items():
-            if path is not None:
-                rel = Path(path).relative_to(run_dir).as_posix()
-                L.append(f"![{a.task} {name}]({rel})")
-                L.append("")
-            else:
-                L.append(f"- {note}.")
-        L.append("")
+        L += _task_section(a, decisions[a.task], plots, run_dir)
     L += ["## Target model", ""]
     L += (["```", estimate_text, "```"] if estimate_text else
           ["No `target_model` in the run config; set one (e.g. `target_model: llama-3-8b`) for a GPU memory and time "
            "estimate, or run `bench estimate --model llama-3-8b --strategy qlora`."])
-    L += ["", "---", f"Rendered by `bench report {run_dir}` from rows.jsonl and cells/ (no model calls). "
+    L += ["", "---", f"Rendered by `bench report {run_dir.name}` from rows.jsonl and cells/ (no model calls). "
           "Load the rows with `pd.read_json(run_dir / 'rows.jsonl', lines=True)`."]
     return "\n".join(L) + "\n"
+
+
+def _task_section(a: TaskAnalysis, d: dict, plots: dict, run_dir: Path) -> list[str]:
+    v = a.verdict
+    L = [f"## {a.task}", "",
+         f"Main metric **{a.metric}** ({'higher' if a.higher_is_better else 'lower'} is better), per item with seeds "
+         f"averaged and failed or empty answers scored 0; interval 95 %; vs leader: paired difference with its interval "
+         f"at the family-wise level (one-sided {v.level:.4f} each end); p of the test behind the status, Bonferroni-"
+         f"adjusted.", "",
+         f"| strategy | family | served | {a.metric} | 95 % CI | vs leader `{v.leader}` | p adj. | status | n | failed / empty |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in a.ordered():
+        s = v.comparisons.get(r.strategy)
+        status = "**pick**" if r.strategy == d.get("strategy") else (s.status if s else ("diagnostic" if r.diagnostic else "–"))
+        L.append(f"| {r.strategy} | {r.family} | {_served(r)} | {num(r.value)} | {_ci(r.ci_low, r.ci_high)} | "
+                 f"{_signed_ci(s) if s and r.strategy != v.leader else '–'} | {pval(s.p_adjusted) if s else '–'} | "
+                 f"{status} | {r.n} | {r.outcomes.get('failed', 0)} / {r.outcomes.get('empty', 0)} |")
+    names = list(dict.fromkeys(m for r in a.ordered() for m in r.other))
+    if len(names) > 1:
+        L += ["", "### Every metric", "", "Mean over seeds; 95 % interval over test items (per seed, averaged).", "",
+              "| strategy | " + " | ".join(f"{m} {'↑' if _hib(a, m) else '↓'}" for m in names) + " |",
+              "|---|" + "---|" * len(names)]
+        for r in a.ordered():
+            cells = []
+            for m in names:
+                o = r.other.get(m)
+                cells.append("–" if o is None else f"{num(o['value'])}" + (f" {_ci(o['ci_low'], o['ci_high'])}"
+                                                                         if o["ci_low"] is not None else ""))
+            L.append(f"| {r.strategy} | " + " | ".join(cells) + " |")
+    L += ["", "### Costs", "",
+          "| strategy | served | setup s (train / index / prep+export) | s per query (p50) | prompt tok | completion tok "
+          "| peak MB | trainable params | setup $ | $ per 1k at volume |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in a.ordered():
+        g = r.ledger
+        setup = f"{g.setup_seconds:.1f} ({num(g.train_seconds, 1)} / {num(g.index_seconds, 1)} / {num(g.prep_seconds, 1)})"
+        L.append(f"| {r.strategy} | {_served(r)} | {setup} | {num(g.latency_p50_s, 2)} | {num(g.prompt_tokens, 0)} | "
+                 f"{num(g.completion_tokens, 0)} | {num(g.peak_rss_mb, 0)} | "
+                 f"{params(g.trainable_params, g.trainable_share)} | {money(r.money.setup)} | {money(cost_at(r, a.volume))} |")
+    L += _break_even(a, d)
+    L += _training(a)
+    L += _hallucination(a)
+    L += _forgetting(a)
+    L += _retrieval(a)
+    if a.strata:
+        labels = sorted({st for x in a.strata.values() for st in x})
+        L += ["", "### Per stratum", "", "| strategy | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+        for s, x in a.strata.items():
+            cells = [f"{num(x[st]['value'])} {_ci(x[st]['ci_low'], x[st]['ci_high'])} n={x[st]['n']}"
+                     if st in x else "–" for st in labels]
+            L.append(f"| {s} | " + " | ".join(cells) + " |")
+    L += ["", "### Plots", ""]
+    if a.task not in plots:
+        L.append("- plots were not drawn for this rendering (plots=False).")
+    for name, (path, note) in plots.get(a.task, {}).items():
+        if path is not None:
+            L += [f"![{a.task} {name}]({Path(path).relative_to(run_dir).as_posix()})", ""]
+        else:
+            L.append(f"- {note}.")
+    return L + [""]
+
+
+def _break_even(a: TaskAnalysis, d: dict) -> list[str]:
+    """Break-even of the pick (or leader) against every arm not shown worse: one compact table."""
+    pick = d.get("strategy") or d.get("leader")
+    if pick not in a.results:
+        return []
+    contenders = [s for s, st in a.verdict.comparisons.items() if s != pick and st.status not in ("worse", "diagnostic")
+                  and s in a.results]
+    if not contenders:
+        return []
+    L = ["", f"### Break-even of `{pick}`", "", "| against | one-off $ (pick / other) | $ per 1k queries (pick / other) "
+         "| total cost equal at |", "|---|---|---|---|"]
+    p = a.results[pick]
+    for s in contenders:
+        o = a.results[s]
+        be = break_even(pick, p.money, s, o.money)
+        at = fmt_volume(be.volume) + " queries" if be.kind == "crossover" else {
+            "a_dominates": f"never: {pick} is never dearer", "b_dominates": f"never: {s} is never dearer",
+            "equal": "always equal"}.get(be.kind, "–")
+        L.append(f"| {s} | {money(p.money.setup)} / {money(o.money.setup)} | {money(p.money.per_1k)} / "
+                 f"{money(o.money.per_1k)} | {at} |")
+    return L
+
+
+def _training(a: TaskAnalysis) -> list[str]:
+    tuned = [r for r in a.ordered() if r.training]
+    if not tuned:
+        return []
+    L = ["", "### Fine-tuning", "", "| strategy | epochs (best) | validation loss start → best | still improving at the end "
+         "| answers changed vs base | merged GGUF = unmerged |", "|---|---|---|---|---|---|"]
+    for r in tuned:
+        t = r.training
+        agree = "–" if t.get("merged_agreement") is None else f"{t['merged_agreement']:.0%}"
+        changed = "–" if t.get("changed_vs_base") is None else f"{t['changed_vs_base']:.0f} of {t.get('integrity_prompts')}"
+        L.append(f"| {r.strategy} | {t['epochs']:.2f} ({t['best_epoch']:.2f}) | {num(t.get('eval_loss_before'))} → "
+                 f"{num(t.get('eval_loss_best'))} | {'**yes: undertrained**' if t.get('still_improving') else 'no'} | "
+                 f"{changed}{' (**no effect**)' if t.get('no_effect') else ''} | {agree} |")
+    return L
+
+
+def _hallucination(a: TaskAnalysis) -> list[str]:
+    if not a.hallucination and not a.support:
+        return []
+    L = ["", "### Hallucination and source support", ""]
+    metrics = list(dict.fromkeys(m for s in (a.hallucination, a.support) for h in s.values()
+                                 for m in (h.get("rates") or h)))
+    if not metrics:
+        return []
+    L += ["| strategy | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for r in a.ordered():
+        rates = {**(a.hallucination.get(r.strategy, {}).get("rates") or {}), **a.support.get(r.strategy, {})}
+        cells = [f"{num(rates[m]['value'])} {_ci(rates[m]['ci_low'], rates[m]['ci_high'])}" if m in rates else "–"
+                 for m in metrics]
+        L.append(f"| {r.strategy} | " + " | ".join(cells) + " |")
+    return L
+
+
+def _forgetting(a: TaskAnalysis) -> list[str]:
+    L = ["", "### Forgetting", ""]
+    if not a.forgetting:
+        return L + ["No probe deltas: run with --probes tiny|default|large to measure forgetting against the base."]
+    metrics = list(dict.fromkeys(m for f in a.forgetting.values() for m in f["deltas"]))
+    L += ["Each probe of each arm against the same arm without its fine-tune (paired over probe items; an accuracy "
+          "interval narrower than ±0.05 resolves a 5-point change).", "",
+          "| strategy | base | " + " | ".join(metrics) + " | verdict |", "|---|---|" + "---|" * len(metrics) + "---|"]
+    for s, f in a.forgetting.items():
+        cells = []
+        for m in metrics:
+            x = f["deltas"].get(m)
+            cells.append("–" if x is None else f"{signed(x['delta'])} [{num(x['ci_low'])}, {num(x['ci_high'])}]")
+        L.append(f"| {s} | {f['base']} | " + " | ".join(cells) + f" | {f['summary']} |")
+    return L
+
+
+def _retrieval(a: TaskAnalysis) -> list[str]:
+    if not a.retrieval:
+        return []
+    L = ["", "### Retrieval", "", "| strategy | k | recall@k | MRR | retrieved & right | retrieved & wrong | "
+         "missed & right | missed & wrong |", "|---|---|---|---|---|---|---|---|"]
+    for s, rt in a.retrieval.items():
+        cl = rt.get("classes") or {}
+        L.append(f"| {s} | {rt.get('k')} | {num(rt.get('recall_at_k'))} | {num(rt.get('mrr'))} | "
+                 f"{cl.get('retrieved_right', 0)} | {cl.get('retrieved_wrong', 0)} | {cl.get('missed_right', 0)} | "
+                 f"{cl.get('missed_wrong', 0)} |")
+    L.append(f"\nAn answer counts as right when its {a.metric} is at least 0.5.")
+    for o in a.oracle:
+        L += ["", _oracle_text(a, o)]
+    return L
 
 
 def _language_notes(run: Run) -> dict[str, list[str]]:
@@ -269,12 +334,12 @@ def markdown_to_html(md: str, title: str = "bench report") -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
 
-CSV_COLUMNS = ["task", "strategy", "family", "metric", "value", "ci_low", "ci_high", "seeds", "seed_sd", "diff_vs_best",
-               "diff_ci_low", "diff_ci_high", "p_value", "verdict", "recommended", "n", "n_failed", "setup_seconds",
-               "train_seconds", "index_seconds", "prep_seconds", "train_device", "latency_p50_s", "latency_p95_s",
-               "query_seconds", "prompt_tokens", "completion_tokens", "samples_per_query", "peak_rss_mb", "peak_cuda_mb",
-               "trainable_params", "total_params", "trainable_share", "adapter_bytes", "index_bytes", "setup_usd_est",
-               "per_1k_queries_usd_est", "per_1k_at_volume_usd_est"]
+CSV_COLUMNS = ["task", "strategy", "family", "served_backend", "served_format", "metric", "value", "ci_low", "ci_high",
+               "seeds", "seed_sd", "diff_vs_leader", "diff_ci_low", "diff_ci_high", "p_adjusted", "status", "recommended",
+               "n", "failed", "empty", "setup_seconds", "train_seconds", "index_seconds", "prep_seconds", "train_device",
+               "latency_p50_s", "latency_p95_s", "query_seconds", "prompt_tokens", "completion_tokens",
+               "samples_per_query", "peak_rss_mb", "peak_cuda_mb", "trainable_params", "total_params", "trainable_share",
+               "adapter_bytes", "index_bytes", "setup_usd_est", "per_1k_queries_usd_est", "per_1k_at_volume_usd_est"]
 
 
 def render_csv(analyses: list[TaskAnalysis], decisions: dict[str, dict]) -> str:
@@ -283,16 +348,17 @@ def render_csv(analyses: list[TaskAnalysis], decisions: dict[str, dict]) -> str:
     w.writeheader()
     for a in analyses:
         for r in a.ordered():
-            c = a.vs_best.get(r.strategy)
+            s = a.verdict.comparisons.get(r.strategy)
             g = r.ledger
             row: dict[str, Any] = {
-                "task": a.task, "strategy": r.strategy, "family": r.family, "metric": a.metric, "value": r.value,
+                "task": a.task, "strategy": r.strategy, "family": r.family, "served_backend": r.served.get("backend"),
+                "served_format": r.served.get("format"), "metric": a.metric, "value": r.value,
                 "ci_low": r.ci_low, "ci_high": r.ci_high, "seeds": r.seeds, "seed_sd": r.seed_std,
-                "diff_vs_best": None if c is None or c.diff is None else -c.diff,
-                "diff_ci_low": None if c is None or c.ci_high is None else -c.ci_high,  # of strategy - best
-                "diff_ci_high": None if c is None or c.ci_low is None else -c.ci_low,
-                "p_value": None if c is None else c.p_value, "verdict": _verdict(a, r.strategy).strip("*"),
-                "recommended": decisions.get(a.task, {}).get("strategy") == r.strategy, "n": r.n, "n_failed": r.n_failed,
+                "diff_vs_leader": s.diff if s else None, "diff_ci_low": s.ci_low if s else None,
+                "diff_ci_high": s.ci_high if s else None, "p_adjusted": s.p_adjusted if s else None,
+                "status": s.status if s else None,
+                "recommended": decisions.get(a.task, {}).get("strategy") == r.strategy, "n": r.n,
+                "failed": r.outcomes.get("failed", 0), "empty": r.outcomes.get("empty", 0),
                 "setup_seconds": g.setup_seconds, "train_seconds": g.train_seconds, "index_seconds": g.index_seconds,
                 "prep_seconds": g.prep_seconds, "train_device": g.train_device, "latency_p50_s": g.latency_p50_s,
                 "latency_p95_s": g.latency_p95_s, "query_seconds": g.query_seconds, "prompt_tokens": g.prompt_tokens,

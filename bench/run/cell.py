@@ -8,7 +8,6 @@ grid (or a remote executor's driver) writes the CellResult.
 
 from __future__ import annotations
 
-import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,17 +16,19 @@ from typing import Optional
 
 from bench.config import RunConfig
 from bench.errors import BenchError
+from bench.metrics import support
+from bench.metrics.abstention import is_abstention
 from bench.metrics.scoring import aggregate, score_prediction
 from bench.models.resolve import ModelSpec
 from bench.results import cell_id
 from bench.run.cache import GenerationCache
 from bench.run.context import CellContext
+from bench.run.memory import PeakMemory
 from bench.run.pipeline import Arm
 from bench.run.pool import LazyBackend, ModelPool
 from bench.run.probes.hook import probe_measures
 from bench.run.strata import stratum_measures
 from bench.stats import percentile
-from bench.metrics.abstention import is_abstention
 from bench.types import CellKey, Example, Measure, Prediction, Row, Task
 
 COST_METRICS = ("latency_p50_s", "prompt_tokens_mean", "completion_tokens_mean")
@@ -49,10 +50,6 @@ class CellResult:
 def cell_key(task: Task, arm: Arm, model: ModelSpec, seed: int) -> CellKey:
     return CellKey(task=task.name, task_version=task.version, strategy=arm.name, family=arm.family,
                    model=model.name, model_sha256=model.short_id, seed=seed)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def progress_bar(iterable, total: int, desc: str, enabled: bool):
@@ -90,16 +87,17 @@ def run_cell(
     key = cell_key(task, arm, model, seed)
 
     # 1. adapt the model (fine-tuning arms train or load a cached adapter)
-    if arm.finetune is not None:
-        ctx.backend = arm.finetune.adapt(ctx)
-    try:
-        return _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, calls_before, t0)
-    finally:
-        if ctx.backend is not base:  # a fine-tuned model is loaded per cell: free it
-            ctx.backend.close()
+    with PeakMemory() as peak:  # this cell's own peak, not the process's lifetime one
+        try:
+            if arm.finetune is not None:
+                ctx.backend = arm.finetune.adapt(ctx)
+            return _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, calls_before, t0, peak)
+        finally:
+            if ctx.backend is not base:  # a fine-tuned model is loaded per cell: free it
+                ctx.backend.close()
 
 
-def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, calls_before, t0) -> CellResult:
+def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, calls_before, t0, peak) -> CellResult:
     """Steps 1b-5 of run_cell (split out so the adapted model is closed whatever happens)."""
     # 1b. forgetting probes on the (adapted) model, with paired deltas against the base model;
     #     cached by model_id, so prompting and retrieval arms reuse the base model's numbers
@@ -121,7 +119,8 @@ def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, ca
     if finish:
         finish(ctx)
 
-    # 5. score and aggregate
+    # 5. score and aggregate (the optional NLI support check follows the run's config)
+    support.configure(nli_model=config.support.nli_model)
     per_example = [score_prediction(p, ex, task) for p, ex in zip(preds, examples)]
     measures = aggregate(task, examples, per_example, seed=key.seed)
 
@@ -151,7 +150,7 @@ def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, ca
         "failed": sum(p.answer is None for p in preds),
     }
     serving = ctx.costs.pop("serve", None) or pool.serving(ctx.model)
-    cost = {**ctx.costs, "per_query": per_query, "memory": {"peak_rss_mb": round(_peak_rss_mb(), 1)},
+    cost = {**ctx.costs, "per_query": per_query, "memory": {"peak_rss_mb": peak.current_mb()},
             "serving": serving, "backend": serving["backend"], "outcomes": dict(Counter(outcome(p, task) for p in preds)),
             "wall_seconds": round(time.perf_counter() - t0, 3)}
 

@@ -35,8 +35,22 @@ from bench.errors import BenchError
 from bench.hashing import sha256_json
 from bench.metrics.scoring import SCORING_VERSION
 from bench.models.resolve import ModelSpec
-from bench.results import (CELL_ROWS, COST, ERROR, GENERATIONS, MANIFEST, PROBES, ROWS, SCORES, cell_dir, cell_id,
-                           git_hash, hardware, read_json, versions)
+from bench.results import (
+    CELL_ROWS,
+    COST,
+    ERROR,
+    GENERATIONS,
+    MANIFEST,
+    PROBES,
+    ROWS,
+    SCORES,
+    cell_dir,
+    cell_id,
+    git_hash,
+    hardware,
+    read_json,
+    versions,
+)
 from bench.run.cache import GenerationCache
 from bench.run.cell import CellResult, progress_bar, run_cell
 from bench.run.context import CellContext

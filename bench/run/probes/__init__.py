@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from bench.hashing import sha256_json
+from bench.models.endpoint import EndpointUnavailable
 from bench.run.probes.delta import probe_delta, probe_deltas  # noqa: F401
 from bench.run.probes.scoring import mc_item, perplexity, perplexity_chunk
 from bench.run.probes.sets import PROBES, SETS, resolve  # noqa: F401
@@ -42,13 +43,23 @@ def _cache_path(ctx, key: str) -> Optional[Path]:
     return Path(cfg.resolved_cache_dir()) / "probes" / f"{key}.json"
 
 
-def run_probes(ctx, which: str | dict = "default", *, use_cache: bool = True) -> list[dict]:
-    """Probe rows for the model behind `ctx.backend` (see module docstring). Per-item failures are counted."""
+def run_probes(ctx, which: str | dict = "default", *, use_cache: bool = True,
+               context: Optional[Callable[[str], str]] = None, context_key: str = "") -> list[dict]:
+    """Probe results for the model behind `ctx.backend` (see module docstring). Per-item failures are counted.
+
+    context: for an arm that retrieves, a function giving the text placed before each multiple-choice
+    question (the passages its retriever finds for it), so that what retrieval does to unrelated
+    answers is measured too; context_key identifies it in the cache. Perplexity is a property of the
+    model alone and is left out then. A backend that cannot score continuations (NotImplementedError,
+    e.g. an endpoint whose server gives no usable log-probabilities) gives no probe results at all.
+    """
     sets = resolve(which)
+    if context is not None:
+        sets = {p: items for p, items in sets.items() if PROBES[p][2] == "mc"}
     backend = ctx.backend
     model_id = getattr(backend, "model_id", "unknown")
     # keyed by backend too: llama.cpp (quantized weights) and transformers score the same model differently
-    key = sha256_json([VERSION, model_id, getattr(backend, "name", "?"),
+    key = sha256_json([VERSION, model_id, getattr(backend, "name", "?"), context_key,
                        {p: [i["id"] for i in items] for p, items in sets.items()}])[:24]
     path = _cache_path(ctx, key) if use_cache else None
     if path is not None and path.is_file():
@@ -63,7 +74,11 @@ def run_probes(ctx, which: str | dict = "default", *, use_cache: bool = True) ->
         done, failed = [], 0
         for it in items:
             try:
-                done.append(mc_item(backend, it, lang) if kind == "mc" else perplexity_chunk(backend, it))
+                done.append(mc_item(backend, it, lang, context) if kind == "mc" else perplexity_chunk(backend, it))
+            except NotImplementedError:  # this backend cannot score continuations: no probes for this model
+                return []
+            except EndpointUnavailable:  # the server is gone: stop the cell, cache nothing
+                raise
             except Exception:  # noqa: BLE001 - a prompt too long or a backend hiccup is counted, not fatal
                 failed += 1
         secs = round(time.perf_counter() - t0, 3)
@@ -76,7 +91,7 @@ def run_probes(ctx, which: str | dict = "default", *, use_cache: bool = True) ->
         else:
             value = perplexity(done)
             items_out = [{"id": d["id"], "value": d["loglik"], "tokens": d["tokens"]} for d in done]
-            ci = bootstrap_ci_stat(done, lambda rs: perplexity(list(rs)), n_boot=500) if len(done) > 1 else (value, value)
+            ci = bootstrap_ci_stat(done, lambda rs: perplexity(list(rs)), n_boot=500) if len(done) > 1 else (None, None)
             rows.append(_result(f"probe_{probe}_perplexity", value, items_out, False, ci, failed, language=lang, seconds=secs))
     for r in rows:
         r["model_id"] = model_id

@@ -1,8 +1,10 @@
 """Forgetting as a number with an interval: adapted-model probe value minus the base model's.
 
-Probe rows carry their per-item values (`items`: ids and values), so the delta is a paired
-bootstrap over the same items (perplexity: over text chunks). The interval says whether a drop is
-real or noise; with 40 MMLU items it is wide (about ±15 pp), which the report should say.
+Probe rows carry their per-item values (`items`: ids and values), so the delta is paired over the same
+items: for accuracies a betting interval of the paired difference (bench.stats.paired_diff_ci, valid at
+any n, never zero width: identical answers on 4 items do not make "+0.000 [+0.000, +0.000]"); for
+perplexity a bootstrap over text chunks (none from a single chunk). The interval says whether a drop is
+real or noise, and the report says when a probe set is too small to resolve a 5-point change.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 from typing import Optional
 
 import numpy as np
+
+from bench.stats import paired_diff_ci
 
 
 def _stat(metric: str, vals: np.ndarray, toks: Optional[np.ndarray]) -> float:
@@ -34,6 +38,12 @@ def probe_delta(base_row: dict, row: dict, n_boot: int = 2000, seed: int = 0) ->
     tb = np.array([b[i].get("tokens", 1) for i in ids], dtype=float)
     m = row["metric"]
     out["delta"] = _stat(m, va, ta) - _stat(m, vb, tb)
+    if not m.endswith("perplexity"):  # accuracies: a paired interval valid at any n, never zero width
+        d = paired_diff_ci(va, vb)
+        out["ci_low"], out["ci_high"] = d.ci_low, d.ci_high
+        return out
+    if len(ids) < 2:  # one text chunk: no interval
+        return out
     rng = np.random.default_rng(seed)
     deltas = []
     for _ in range(n_boot):

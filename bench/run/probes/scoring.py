@@ -10,13 +10,16 @@ held-out text is scored from an empty context; perplexity = exp(-Σ logp / Σ to
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 PROMPT = {"en": "Question: {q}\nAnswer:", "ru": "Вопрос: {q}\nОтвет:"}
 
 
-def mc_item(backend, item: dict, language: str) -> dict:
+def mc_item(backend, item: dict, language: str, prefix: Optional[Callable[[str], str]] = None) -> dict:
+    """One multiple-choice item; `prefix(question)` is text shown before the question (retrieved passages)."""
     context = PROMPT[language].format(q=item["question"].strip())
+    if prefix is not None:
+        context = f"{prefix(item['question'].strip())}\n\n{context}"
     conts = [" " + str(c).strip() for c in item["choices"]]
     many = getattr(backend, "loglikelihood_choices", None)  # optional fast path: the context evaluated once
     lls = list(many(context, conts)) if callable(many) else [backend.loglikelihood(context, c) for c in conts]

@@ -1,0 +1,82 @@
+"""Every arm of a model is served alike: an identity adapter (LoRA B = 0), merged and exported, answers exactly
+as the base exported through the same path, and the integrity checks flag it as having no effect."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from bench.config import RunConfig
+from bench.models.llama import LlamaBackend
+from bench.models.resolve import resolve_model
+from bench.models.serving import served_spec
+from bench.prompts import build_messages
+from bench.run.cache import GenerationCache
+from bench.run.context import CellContext
+from bench.run.plan import resolve_task
+from bench.types import Call
+
+
+@pytest.fixture(scope="module")
+def smollm(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("serve_cache")
+    return resolve_model("smollm2-135m", cache), cache
+
+
+def identity_adapter(spec, cache, folder):
+    """A LoRA adapter straight from peft's initialisation: B = 0, so it changes nothing."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from bench.models.convert import load_pretrained
+    from strategies.training.methods import METHODS
+    from strategies.training.weights import save_trained
+
+    model, _ = load_pretrained(spec, cache, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    assert all(float(p.abs().sum()) == 0.0 for n, p in peft_model.named_parameters() if "lora_B" in n)
+    save_trained(peft_model, METHODS["lora"], folder / "adapter")
+    return SimpleNamespace(folder=folder)
+
+
+@pytest.mark.slow
+def test_identity_adapter_served_merged_reproduces_the_base_exactly(smollm, tmp_path):
+    from strategies.finetune import integrity, merged_gguf
+    from strategies.training.methods import METHODS
+
+    spec, cache = smollm
+    result = identity_adapter(spec, cache, tmp_path / "adapter_folder")
+    merged, export = merged_gguf(spec, cache, METHODS["lora"], result.folder, "f16")
+    base_spec, _ = served_spec(spec, cache, "f16")
+    task = resolve_task("demo")
+    calls = [Call(tuple(build_messages(task, ex)), None) for ex in task.test[:8]]
+    cfg = RunConfig().replace(out=str(tmp_path / "out"), cache_dir=str(cache))
+    base = LlamaBackend(base_spec, threads=2)
+    adapted = LlamaBackend(base_spec.__class__(**{**base_spec.__dict__, "path": merged, "sha256": "identity"}),
+                           threads=2, model_id="identity")
+    try:
+        def ctx(backend):
+            return CellContext(task=task, config=cfg, seed=0, model=spec, backend=backend, cache=GenerationCache(None),
+                               strategy_key="zero_shot#x", progress=False)
+
+        a, b = ctx(base).generate_many(calls), ctx(adapted).generate_many(calls)
+        assert [g.output for g in a] == [g.output for g in b]
+        assert export["export_seconds"] > 0
+        strategy = SimpleNamespace(name="lora")
+        checks = integrity(ctx(adapted), base, adapted, SimpleNamespace(key="identity"), result, strategy)
+        assert checks["no_effect"] and checks["changed_vs_base"] == 0 and checks["prompts"] == 8
+        assert 0.0 <= checks["merged_agreement"] <= 1.0
+    finally:
+        base.close()
+        adapted.close()
+
+
+def test_every_arm_of_a_run_is_served_in_one_format(tmp_path):
+    from bench.run.pool import ModelPool
+
+    spec = resolve_model("smollm2-135m", tmp_path)
+    pool = ModelPool(RunConfig().replace(out=str(tmp_path)))
+    assert pool.serving(spec)["format"] == "f16" and pool.serving(spec)["backend"] == "llama"
+    native = ModelPool(RunConfig().replace(out=str(tmp_path), serve_format="native"))
+    assert native.serving(spec)["format"] == "native"
