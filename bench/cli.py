@@ -145,6 +145,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             ci = f"[{t['ci_low']:.3f}, {t['ci_high']:.3f}]" if t["ci_low"] is not None else ""
             lat = f"{t['latency_p50_s']:.2f}s" if t["latency_p50_s"] is not None else "–"
             print(f"  {t['strategy']:<28} {v} {ci:<16} n={t['n']:<4} failed={t['n_failed']:<3} p50={lat}")
+    if result.rounds:
+        last = result.rounds[-1]
+        print(f"\nuntil decided: {len(result.rounds)} round(s); items per task "
+              + ", ".join(f"{t} {n}{' (decided)' if last['decided'].get(t) else ''}" for t, n in last["items"].items()))
     print(f"\ncells: {result.cells_total} ({result.cells_reused} reused, {len(result.cells_failed)} failed), "
           f"model calls: {result.model_calls}")
     for cid, error in result.errors.items():

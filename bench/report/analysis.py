@@ -357,7 +357,7 @@ def verdict_of(results: dict[str, StrategyResult], volume: float, settings: dict
     """The rule applied to the arms' item scores, with each arm's cost at the reference volume."""
     arms = [rule.Arm(r.strategy, r.scores, cost=costs.per_1k_at(r.money, volume), diagnostic=r.diagnostic)
             for r in results.values() if r.items]
-    order = next((r.order for r in results.values() if r.order), None)
+    order = list(dict.fromkeys(i for r in results.values() for i in r.order)) or None
     return rule.decide(arms, higher_is_better=higher_is_better, margin=settings["margin"], alpha=settings["alpha"],
                        floor=settings["floor"], sequential=settings["sequential"],
                        order=order if settings["sequential"] else None, metric=metric)

@@ -56,6 +56,7 @@ from bench.run.cell import CellResult, progress_bar, run_cell
 from bench.run.context import CellContext
 from bench.run.pipeline import Arm
 from bench.run.plan import Plan, plan
+from bench.run.rounds import run_rounds
 from bench.run.pool import LazyBackend, ModelPool
 from bench.types import Task
 
@@ -159,8 +160,11 @@ class Grid:
         meta = read_json(cdir / CELL_META)
         if meta.get("fingerprint") == job.fingerprint:
             return True
-        self.log(f"cell {self.cid(job)} was computed under another configuration (items, task files, params, "
-                 "model or scorer changed); recomputing it")
+        if meta.get("items") is not None and meta.get("items") != job.items:
+            self.log(f"cell {self.cid(job)}: {meta['items']} -> {job.items} test items (cached answers are reused)")
+        else:
+            self.log(f"cell {self.cid(job)} was computed under another configuration (task files, params, model "
+                     "or scorer changed); recomputing it")
         (cdir / CELL_ROWS).unlink()  # first, so a kill from here on never leaves a stale complete cell
         return False
 
@@ -264,8 +268,6 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
             f"{p.model.name}; load average {manifest['hardware']['load_avg']}")
         rounds: list[dict] = []
         if config.until_decided:
-            from bench.run.rounds import run_rounds
-
             rounds = run_rounds(grid, budget_seconds(config.budget) if config.budget else None)
             manifest["rounds"] = rounds
         else:
