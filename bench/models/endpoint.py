@@ -227,6 +227,7 @@ class EndpointBackend(Backend):
         self.spec = spec
         self.served_name = spec.name[len(PREFIX):]
         self.endpoint = endpoint
+        self.chunk = endpoint.max_concurrency  # CellContext caches after each chunk: a dead server loses at most one
         self.base_url = spec.base_url
         self._key = api_key(endpoint)
         self.client = make_client(endpoint)

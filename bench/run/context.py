@@ -86,8 +86,9 @@ class CellContext:
 
             bar = tqdm(total=len(todo), desc=desc, leave=False, mininterval=1.0, dynamic_ncols=True)
         try:
-            for start in range(0, len(todo), CHUNK):
-                chunk = todo[start:start + CHUNK]
+            size = getattr(self.backend, "chunk", None) or CHUNK  # an endpoint: as many as it serves at once
+            for start in range(0, len(todo), size):
+                chunk = todo[start:start + size]
                 gens = self.backend.generate_batch([reqs[i] for i in chunk])
                 for i, gen in zip(chunk, gens):
                     out[i] = gen

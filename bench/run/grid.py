@@ -20,6 +20,7 @@ A killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 import traceback
@@ -65,14 +66,21 @@ LOCK = ".lock"
 
 
 def default_run_id(config: RunConfig, tasks: tuple[Task, ...], model: ModelSpec) -> str:
+    """<tasks>_<model>_<hash of everything that changes results>: a rerun of the same config finds its folder.
+
+    How cells are executed or served from (executor, endpoint concurrency and retries) changes no result
+    and is left out; the name is made of safe characters only (a hub id or openai/NAME has a slash).
+    """
     d = config.to_dict()
     for k in ("out", "run_id", "cache_dir", "executor", "ray_address"):
         d.pop(k, None)
+    for k in ("max_concurrency", "timeout_s", "max_retries", "api_key_env"):
+        d["endpoint"].pop(k, None)
     key = sha256_json([d, model.sha256, [t.sha256 for t in tasks]])[:8]
     names = "-".join(t.name for t in tasks)
     if len(names) > 40:
         names = f"{len(tasks)}tasks"
-    return f"{names}_{model.name}_{key}"
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{names}_{model.name}_{key}").lstrip(".")
 
 
 @dataclass
