@@ -324,7 +324,8 @@ def _number(value: Any, hint: type, where: str) -> Any:
     if isinstance(value, float) and not value.is_integer():
         raise BenchError(f"{where}: expected a whole number, got {value!r}")
     if not INT_RANGE[0] <= value <= INT_RANGE[1]:
-        raise BenchError(f"{where}: {int(value)} is out of range; use a whole number from {INT_RANGE[0]} to {INT_RANGE[1]}")
+        raise BenchError(f"{where}: {int(value)} is out of range; use a whole number from {INT_RANGE[0]} to "
+                         f"{INT_RANGE[1]}")
     return int(value)
 
 

@@ -134,7 +134,8 @@ class Problems:
         out = [text for _, _, text in sorted(self._lines, key=lambda t: (t[0], t[1]))]
         for key, n in self._per_file.items():
             if n > MAX_PROBLEMS_PER_FILE:
-                out.append(f"{key}: {n - MAX_PROBLEMS_PER_FILE} more problem(s) not listed; fix the ones above and rerun")
+                out.append(f"{key}: {n - MAX_PROBLEMS_PER_FILE} more problem(s) not listed; "
+                           "fix the ones above and rerun")
         return out
 
     def __bool__(self) -> bool:
@@ -195,9 +196,11 @@ def _foreign_format(head: bytes) -> Optional[str]:
             hint = "convert it to UTF-8 text" if "UTF" in what else "unpack it, or use `bench import` for tables"
             return f"is {what}, not UTF-8 text; {hint}"
     if len(head) >= 4 and head[1:4:2] == b"\x00\x00" and head[0] and head[2]:
-        return "looks like UTF-16 little-endian without a byte-order mark (every other byte is NUL); convert it to UTF-8"
+        return ("looks like UTF-16 little-endian without a byte-order mark (every other byte is NUL); "
+                "convert it to UTF-8")
     if len(head) >= 4 and head[0:4:2] == b"\x00\x00" and head[1] and head[3]:
-        return "looks like UTF-16 big-endian without a byte-order mark (every other byte is NUL); convert it to UTF-8"
+        return ("looks like UTF-16 big-endian without a byte-order mark (every other byte is NUL); "
+                "convert it to UTF-8")
     return None
 
 
@@ -275,7 +278,8 @@ def _shape_problem(value: Any, max_values: Optional[int] = None) -> Optional[str
         if isinstance(v, str):
             m = BAD_TEXT.search(v)
             if m:
-                what = "NUL (U+0000)" if m.group() == "\x00" else f"a lone surrogate U+{ord(m.group()):04X} (not Unicode text)"
+                ch = m.group()
+                what = "NUL (U+0000)" if ch == "\x00" else f"a lone surrogate U+{ord(ch):04X} (not Unicode text)"
                 return f"a string holds {what}; remove it"
         elif isinstance(v, (dict, list)):
             if depth > MAX_DEPTH:
@@ -361,8 +365,8 @@ def _read_jsonl(path: Path, problems: Problems, required: bool, root: Optional[P
             f.seek(0)
             for n, raw, size in _lines(f, digest):
                 if raw is None:
-                    problems.add(path, f"record is {_size(size)}, over the limit of {_size(MAX_RECORD_BYTES)} per record; "
-                                       "shorten it or split it (see docs/input-limits.md)", n)
+                    problems.add(path, f"record is {_size(size)}, over the limit of {_size(MAX_RECORD_BYTES)} per "
+                                       "record; shorten it or split it (see docs/input-limits.md)", n)
                     continue
                 if n == 1 and raw.startswith(codecs.BOM_UTF8):
                     raw = raw[len(codecs.BOM_UTF8):]
@@ -375,7 +379,7 @@ def _read_jsonl(path: Path, problems: Problems, required: bool, root: Optional[P
                     continue
                 assert text is not None
                 if text.startswith("\ufeff"):
-                    problems.add(path, "byte-order mark at the start of the line (files joined together?); remove it", n)
+                    problems.add(path, "byte-order mark at the start of the line (files joined?); remove it", n)
                     continue
                 message = _control_problem(text)
                 if message:
@@ -416,8 +420,8 @@ class _StrictLoader(yaml.SafeLoader):
                 except TypeError:
                     continue  # an unhashable key: the base class says so
                 if duplicate:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short(key)}; keep one of them",
-                                                            key_node.start_mark)
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_short(key)}; keep one of them", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -471,7 +475,7 @@ def _parse_yaml(path: Path, text: str, problems: Problems) -> Any:
         problems.add(path, f"nested deeper than {MAX_DEPTH} levels; flatten the data")
         return None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
@@ -573,7 +577,8 @@ def _check_meta(meta: dict, path: Path, problems: Problems) -> bool:
     valid = [m for m in metrics if isinstance(m, str) and m in known]
     reported = reported_names(valid)
     if isinstance(main, str) and main and valid and main not in reported:
-        problems.add(path, f"main_metric {_short(main)} is not reported by metrics {valid}; choose one of {', '.join(reported)}")
+        problems.add(path, f"main_metric {_short(main)} is not reported by metrics {valid}; "
+                           f"choose one of {', '.join(reported)}")
         ok = False
     extra = meta.get("extra")
     if extra is not None and not isinstance(extra, dict):

@@ -71,7 +71,7 @@ def main() -> int:
     ap.add_argument("--max-new-tokens", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (default: one per core)")
     ap.add_argument("--every", type=int, default=100, help="print the RSS every N answers (default 100)")
-    ap.add_argument("--serve-format", help="weights format the model is served in (default: the run default, as `bench run`)")
+    ap.add_argument("--serve-format", help="weights format the model is served in (default: as `bench run`)")
     ap.add_argument("--cache-dir", help="model cache (an exported format is kept there; default: a temporary folder)")
     args = ap.parse_args()
 

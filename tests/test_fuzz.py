@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
+import hashlib
 import io
 import json
 import os
@@ -37,13 +37,15 @@ SECONDS_PER_MUTANT = 10.0  # "within seconds", with room for a loaded CI machine
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
 
 META = {"name": "fuzz", "version": "1", "description": "Задача для проверки", "language": "ru", "kind": "qa",
-        "metrics": ["exact_match", "f1", "rouge"], "main_metric": "f1", "source": "tests", "license": "CC0-1.0",
-        "abstain_phrase": "Не знаю", "instruction": "Ответь коротко."}
+        "metrics": ["exact_match", "f1", "rouge"], "main_metric": "f1", "source": "tests",
+        "license": "CC0-1.0", "abstain_phrase": "Не знаю", "instruction": "Ответь коротко."}
 TRAIN = [{"id": f"tr{i}", "instruction": f"Сколько будет {i} плюс {i}?", "input": "", "output": str(2 * i)}
          for i in range(4)]
 TEST = [{"id": "te0", "instruction": "Столица Франции?", "input": "", "output": "Париж", "doc_ids": ["d0"]},
-        {"id": "te1", "instruction": "Кто написал «Войну и мир»?", "input": "", "output": "Толстой", "stratum": "a"},
-        {"id": "te2", "instruction": "Как зовут кота соседа?", "input": "", "output": "Не знаю", "answerable": False}]
+        {"id": "te1", "instruction": "Кто написал «Войну и мир»?", "input": "", "output": "Толстой",
+         "stratum": "a"},
+        {"id": "te2", "instruction": "Как зовут кота соседа?", "input": "", "output": "Не знаю",
+         "answerable": False}]
 DOCS = [{"id": "d0", "title": "Франция", "text": "Париж — столица Франции."},
         {"id": "d1", "title": "Книги", "text": "«Война и мир» — роман Льва Толстого."}]
 CONFIG = {"tasks": ["demo"], "strategies": ["zero_shot", "few_shot"], "model": "smollm2-135m", "seeds": [0, 1],
@@ -80,8 +82,8 @@ json_values = st.recursive(
 yaml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.dates() | st.binary(max_size=8)
     | st.sampled_from(["no", "yes", "on", "1.10", "0x1F", "~", ""]),
-    lambda children: (st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6) | st.integers(), children,
-                                                                       max_size=3) | st.sets(st.integers(), max_size=3)),
+    lambda children: (st.lists(children, max_size=3) | st.sets(st.integers(), max_size=3)
+                      | st.dictionaries(st.text(max_size=6) | st.integers(), children, max_size=3)),
     max_leaves=12)
 
 
@@ -95,7 +97,8 @@ def _nested(depth: int) -> object:
 # -- mutations of a folder: (kind, arguments), applied in order to {file name: bytes or a file kind} --------
 folder_mutation = st.one_of(
     st.tuples(st.just("bytes"), st.sampled_from(FILES), st.integers(0, 10**6), st.sampled_from(NASTY)),
-    st.tuples(st.just("random_bytes"), st.sampled_from(FILES), st.integers(0, 10**6), st.binary(min_size=1, max_size=16)),
+    st.tuples(st.just("random_bytes"), st.sampled_from(FILES), st.integers(0, 10**6),
+              st.binary(min_size=1, max_size=16)),
     st.tuples(st.just("truncate"), st.sampled_from(FILES), st.integers(0, 10**6)),
     st.tuples(st.just("encode"), st.sampled_from(FILES), st.sampled_from(ENCODINGS)),
     st.tuples(st.just("crlf_bom_blank"), st.sampled_from(FILES), st.booleans(), st.booleans(), st.booleans()),
@@ -106,14 +109,15 @@ folder_mutation = st.one_of(
     st.tuples(st.just("line_value"), st.sampled_from(JSONL), st.integers(0, 10), json_values),
     st.tuples(st.just("deep"), st.sampled_from(JSONL), st.integers(0, 10), st.sampled_from([31, 33, 200, 5000])),
     st.tuples(st.just("big_record"), st.sampled_from(JSONL), st.integers(-2, 2)),
-    st.tuples(st.just("meta"), st.sampled_from([*taskio.REQUIRED_KEYS, *taskio.OPTIONAL_KEYS, "langauge"]), yaml_values),
+    st.tuples(st.just("meta"), st.sampled_from([*taskio.REQUIRED_KEYS, *taskio.OPTIONAL_KEYS, "langauge"]),
+              yaml_values),
     st.tuples(st.just("meta_drop"), st.sampled_from(taskio.REQUIRED_KEYS)),
     st.tuples(st.just("yaml_text"), st.sampled_from([BOMB, "extra: " + "[" * 4000 + "]" * 4000, "extra: &a {x: *a}",
                                                      "- a\n- b", "plain", "", "name: a\nname: b", "{" * 50,
                                                      "extra: !!int abc", "extra: !!timestamp 2024-13-45",
                                                      "extra: !!python/name:os.system", "1: x", "? [a, b]\n: c"])),
-    st.tuples(st.just("kind"), st.sampled_from(FILES),
-              st.sampled_from(["missing", "folder", "link_outside", "link_inside", "broken_link", "fifo", "huge", "empty"])),
+    st.tuples(st.just("kind"), st.sampled_from(FILES), st.sampled_from(
+        ["missing", "folder", "link_outside", "link_inside", "broken_link", "fifo", "huge", "empty"])),
     st.tuples(st.just("manifest"), st.booleans(), json_values),
 )
 
@@ -174,14 +178,19 @@ def apply(files: dict, mutation: tuple) -> None:
 
         _edit_record(files, name, index, put)
     elif kind == "drop_field":
-        _edit_record(files, args[0], args[1],
-                     lambda obj: json.dumps({k: v for k, v in obj.items() if k != args[2]} if isinstance(obj, dict) else obj).encode())
+        def drop(obj):
+            return json.dumps({k: v for k, v in obj.items() if k != args[2]} if isinstance(obj, dict) else obj).encode()
+
+        _edit_record(files, args[0], args[1], drop)
     elif kind == "line_value":
         _edit_record(files, args[0], args[1], lambda obj: json.dumps(args[2]).encode())
     elif kind == "deep":
-        _edit_record(files, args[0], args[1],
-                     lambda obj: (json.dumps({**obj, "x": "PLACEHOLDER"}).replace('"PLACEHOLDER"', "[" * args[2] + "]" * args[2])
-                                  if isinstance(obj, dict) else json.dumps(obj)).encode())
+        def deepen(obj):
+            if not isinstance(obj, dict):
+                return json.dumps(obj).encode()
+            return json.dumps({**obj, "x": "HERE"}).replace('"HERE"', "[" * args[2] + "]" * args[2]).encode()
+
+        _edit_record(files, args[0], args[1], deepen)
     elif kind == "big_record":
         size = taskio.MAX_RECORD_BYTES + args[1] - len(b'{"id": "big", "instruction": "", "input": "", "output": "a"}')
         line = json.dumps({"id": "big", "instruction": "x" * max(size, 0), "input": "", "output": "a"}).encode()
@@ -205,9 +214,8 @@ def apply(files: dict, mutation: tuple) -> None:
     elif kind == "manifest":
         correct, value = args
         if correct:
-            import hashlib
-
-            listed = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if isinstance(d, bytes) and n != "manifest.json"}
+            listed = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()
+                      if isinstance(d, bytes) and n != "manifest.json"}
             files["manifest.json"] = json.dumps({"generator": "fuzz", "files": listed}).encode()
         else:
             files["manifest.json"] = json.dumps(value).encode()
@@ -296,15 +304,16 @@ CONFIG_KEYS = (*[f.name for f in dataclasses.fields(RunConfig)], "generation.max
 
 config_mutation = st.one_of(
     st.tuples(st.just("set"), st.sampled_from(CONFIG_KEYS), yaml_values),
-    st.tuples(st.just("set"), st.sampled_from(CONFIG_KEYS), st.sampled_from([_nested(40), 10**30, -1, 2**31, float("nan"),
-                                                                            "a\x00b", "../../x", "\ud800", " "])),
+    st.tuples(st.just("set"), st.sampled_from(CONFIG_KEYS),
+              st.sampled_from([_nested(40), 10**30, -1, 2**31, float("nan"), "a\x00b", "../../x", "\ud800", " "])),
     st.tuples(st.just("drop"), st.sampled_from(CONFIG_KEYS)),
     st.tuples(st.just("bytes"), st.integers(0, 10**5), st.sampled_from(NASTY)),
     st.tuples(st.just("random_bytes"), st.integers(0, 10**5), st.binary(min_size=1, max_size=16)),
     st.tuples(st.just("truncate"), st.integers(0, 10**5)),
     st.tuples(st.just("encode"), st.sampled_from(ENCODINGS)),
-    st.tuples(st.just("text"), st.sampled_from([BOMB, "tasks: " + "[" * 4000, "- a", "5", "", "~", "tasks: [a]\ntasks: [b]",
-                                                "params: &p {few_shot: *p}", "seeds: !!set {1, 2}", "model: !!binary eA=="])),
+    st.tuples(st.just("text"), st.sampled_from([
+        BOMB, "tasks: " + "[" * 4000, "- a", "5", "", "~", "tasks: [a]\ntasks: [b]", "params: &p {few_shot: *p}",
+        "seeds: !!set {1, 2}", "model: !!binary eA=="])),
 )
 
 
@@ -331,10 +340,11 @@ def _config_bytes(mutations) -> bytes:
                 node = node.get(p) if isinstance(node.get(p), dict) else {}
             node.pop(last, None)
         else:
-            try:
-                data = data if data is not None else yaml.safe_dump(cfg, allow_unicode=True).encode("utf-8", "surrogatepass")
-            except yaml.YAMLError:
-                data = b""
+            if data is None:
+                try:
+                    data = yaml.safe_dump(cfg, allow_unicode=True).encode("utf-8", "surrogatepass")
+                except yaml.YAMLError:
+                    data = b""
             if kind in ("bytes", "random_bytes"):
                 at = args[0] % (len(data) + 1)
                 data = data[:at] + args[1] + data[at:]
@@ -366,7 +376,7 @@ def test_every_run_config_mutant_is_answered(mutations):
             event("config refused")
             assert str(e).startswith(str(path)) and "\n" not in str(e), str(e)
         else:
-            event("config accepted")  # accepted: valid, hashable into a run id, and no name that leaves the results folder
+            event("config accepted")  # then: valid, hashable into a run id, no name that leaves the results folder
             cfg.validate("fuzz")
             sha256_json(cfg.to_dict())
             assert cfg.run_id is None or taskio.SAFE_NAME.fullmatch(cfg.run_id)
@@ -385,7 +395,8 @@ printable = st.text(st.characters(blacklist_categories=("Cs",), blacklist_charac
                     max_size=40).filter(lambda s: s.strip())
 benign_mutation = st.one_of(
     st.tuples(st.just("crlf_bom_blank"), st.sampled_from(FILES[:4]), st.booleans(), st.booleans(), st.booleans()),
-    st.tuples(st.just("field"), st.just("test.jsonl"), st.integers(0, 1), st.sampled_from(["instruction", "input"]), printable),
+    st.tuples(st.just("field"), st.just("test.jsonl"), st.integers(0, 1), st.sampled_from(["instruction", "input"]),
+              printable),
     st.tuples(st.just("field"), st.just("test.jsonl"), st.integers(0, 1), st.just("output"), printable | st.integers()),
     st.tuples(st.just("field"), st.sampled_from(JSONL[:2]), st.integers(0, 3), st.just("x"),
               json_values.filter(lambda v: taskio.parse_json(json.dumps(v))[1] is None)),
@@ -415,9 +426,9 @@ def test_accepted_mutants_run_zero_shot(run_config, mutations):
         assert check_answered(folder) == 0
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(["run", "--config", str(run_config), "--task", str(folder), "--strategy", "zero_shot", "--limit", "2",
-                       "--out", str(Path(tmp) / "r"), "--max-new-tokens", "8", "--probes", "none", "--threads", "2",
-                       "--no-progress", "--run-id", "fuzz"])
+            rc = main(["run", "--config", str(run_config), "--task", str(folder), "--strategy", "zero_shot",
+                       "--limit", "2", "--out", str(Path(tmp) / "r"), "--max-new-tokens", "8", "--probes", "none",
+                       "--threads", "2", "--no-progress", "--run-id", "fuzz"])
         assert rc == 0 and "Traceback" not in out.getvalue() + err.getvalue(), err.getvalue()[-3000:]
         rows = [json.loads(line) for line in (Path(tmp) / "r" / "fuzz" / "rows.jsonl").read_text().splitlines()]
         quality = [r for r in rows if r["strategy"] == "zero_shot" and r.get("kind", "quality") == "quality"]

@@ -91,9 +91,9 @@ def test_impossible_config(changes, message):
     ("params: {few_shot: [1]}\n", r"run.yaml: params.few_shot must be a mapping"),
     ("params: {few_shot: {k: '1e400'}}\n", r"run.yaml: params.few_shot: k: expected a finite number"),
     ("tasks: " + "[" * 5000 + "]" * 5000 + "\n", r"run.yaml: nested deeper than 32 levels"),
-    ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
-     r"run.yaml: holds more than 100,000 values"),
+    ("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n"
+                                             for p, n in zip("abcde", "bcdef")),
+     r"run.yaml: holds more than 100,000 values"),  # a "billion laughs": 9^6 values from six lines
 ])
 def test_bad_config_files_name_the_file(tmp_path, text, message):
     p = tmp_path / "run.yaml"

@@ -14,6 +14,8 @@ from bench.taskio import load_folder, validate_folder
 from tests.conftest import ROOT, write_task
 
 GOOD = {"id": "x", "instruction": "q", "input": "", "output": "a"}
+BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(  # a "billion laughs": 9^6 values from six lines
+    f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcde", "bcdef"))
 
 
 def test_demo_task_loads_and_validates():
@@ -105,7 +107,8 @@ def _line(obj) -> bytes:
     ("control", b'{"id": "y", "instruction": "a\x01b", "input": "", "output": "a"}\n',
      r"train\.jsonl:1: control character U\+0001 at column 30"),
     ("old-mac", _line(GOOD).replace(b"\n", b"\r") * 2, r"train\.jsonl:1: carriage return at column \d+"),
-    ("joined", _line(GOOD)[:-1] + _line({**GOOD, "id": "y"}), r"train\.jsonl:1: invalid JSON at column \d+: a second value"),
+    ("joined", _line(GOOD)[:-1] + _line({**GOOD, "id": "y"}),
+     r"train\.jsonl:1: invalid JSON at column \d+: a second value"),
     ("truncated", b'{"id": "x", "instruction": ', r"train\.jsonl:1: invalid JSON at column 28: truncated"),
     ("unterminated", _line(GOOD)[:-10], r"train\.jsonl:1: invalid JSON at column 46: a string never ends"),
     ("surrogate", b'{"id": "a", "instruction": "q", "input": "", "output": "\\ud800"}\n',
@@ -116,7 +119,8 @@ def _line(obj) -> bytes:
     ("dup-key", b'{"id": "a", "id": "b", "instruction": "q", "input": "", "output": "a"}\n',
      r"train\.jsonl:1: duplicate key 'id' in one object"),
     ("nan", b'{"id": "a", "instruction": "q", "input": "", "output": NaN}\n', r"train\.jsonl:1: NaN is not valid JSON"),
-    ("inf", b'{"id": "a", "instruction": "q", "input": "", "output": 1e999}\n', r"train\.jsonl:1: number '1e999' is out of range"),
+    ("inf", b'{"id": "a", "instruction": "q", "input": "", "output": 1e999}\n',
+     r"train\.jsonl:1: number '1e999' is out of range"),
     ("long-int", b'{"id": ' + b"9" * 5000 + b"}\n", r"train\.jsonl:1: invalid JSON: a number of more than 4300 digits"),
     ("deep", b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", r"train\.jsonl:1: nested deeper than 32 levels"),
     ("bom-inside", _line(GOOD) + b"\xef\xbb\xbf" + _line({**GOOD, "id": "y"}), r"train\.jsonl:2: byte-order mark"),
@@ -135,8 +139,8 @@ def test_cli_validate_on_a_non_utf8_byte_exits_2_without_traceback(tmp_path, cap
     assert main(["validate", str(folder)]) == 2
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
-    assert out.splitlines() == [f"{folder / 'train.jsonl'}:1: not UTF-8 (byte 0xff at column 58; looks like Latin-1/CP1252); "
-                                "save the file as UTF-8, e.g. iconv -f CP1252 -t UTF-8"]
+    assert out.splitlines() == [(f"{folder / 'train.jsonl'}:1: not UTF-8 (byte 0xff at column 58; looks like "
+                                 "Latin-1/CP1252); save the file as UTF-8, e.g. iconv -f CP1252 -t UTF-8")]
     with pytest.raises(TaskError, match="train.jsonl:1: not UTF-8"):
         resolve_task(str(folder))
 
@@ -180,8 +184,8 @@ def test_file_limit_is_checked_before_reading(tmp_path):
     folder = write_task(tmp_path / "t")
     with open(folder / "docs.jsonl", "wb") as f:  # sparse: no disk used, and never read
         f.truncate(taskio.MAX_JSONL_BYTES + 1)
-    assert validate_folder(folder) == [f"{folder / 'docs.jsonl'}: is 512.0 MiB, over the limit of 512.0 MiB per file; "
-                                       "make it smaller (see docs/input-limits.md)"]
+    assert validate_folder(folder) == [(f"{folder / 'docs.jsonl'}: is 512.0 MiB, over the limit of 512.0 MiB per "
+                                        "file; make it smaller (see docs/input-limits.md)")]
     (folder / "docs.jsonl").unlink()
     with open(folder / "task.yaml", "ab") as f:
         f.truncate(taskio.MAX_YAML_BYTES + 1)
@@ -199,7 +203,8 @@ def test_entries_that_are_not_plain_files_inside_the_folder(tmp_path):
     (folder / "docs.jsonl").symlink_to(outside / "train.jsonl")
     problems = validate_folder(folder)  # a pipe is never opened: this would block forever
     assert f"{folder / 'train.jsonl'}: is a folder, not a file; put the data in a file of this name" in problems
-    assert f"{folder / 'test.jsonl'}: is not a regular file (a pipe, socket or device); put the data in a plain file" in problems
+    pipe = "is not a regular file (a pipe, socket or device); put the data in a plain file"
+    assert f"{folder / 'test.jsonl'}: {pipe}" in problems
     assert any(p.startswith(f"{folder / 'docs.jsonl'}: is a link to {outside / 'train.jsonl'}, outside the task folder")
                for p in problems)
     (folder / "docs.jsonl").unlink()
@@ -263,8 +268,8 @@ def test_task_yaml_value_types(tmp_path, meta, expected):
 @pytest.mark.parametrize("text, expected", [
     ("- a\n- b\n", "task.yaml: must be a YAML mapping with keys name, version"),
     ("just text\n", "task.yaml: must be a YAML mapping"),
-    ("", "task.yaml: must be a YAML mapping with keys name, version, description, language, kind, metrics, main_metric, "
-         "source, license, got null"),
+    ("", ("task.yaml: must be a YAML mapping with keys name, version, description, language, kind, metrics, "
+          "main_metric, source, license, got null")),
     ("name: a\nname: b\n", "task.yaml:2: invalid YAML at column 1: duplicate key 'name'; keep one of them"),
     ("name: [unclosed\n", "task.yaml:2: invalid YAML at column 1"),
     ("name: a\n1: b\n", "task.yaml: key 1 is a number"),
@@ -273,9 +278,7 @@ def test_task_yaml_value_types(tmp_path, meta, expected):
     ("extra: {a: !!int abc}\n", "task.yaml: invalid YAML value (ValueError"),
     ("extra: " + "[" * 5000 + "]" * 5000 + "\n", "task.yaml: nested deeper than 32 levels"),
     ("extra: &a {x: *a}\n", "task.yaml: nested deeper than 32 levels"),
-    ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
-     "task.yaml: holds more than 100,000 values (anchors and aliases expanded)"),
+    (BOMB, "task.yaml: holds more than 100,000 values (anchors and aliases expanded)"),
 ])
 def test_task_yaml_shapes(tmp_path, text, expected):
     folder = write_task(tmp_path / "t")
@@ -292,7 +295,8 @@ def test_task_yaml_in_cp1251(tmp_path):
 
 def test_manifest_problems_are_listed(tmp_path):
     folder = write_task(tmp_path / "t")
-    (folder / "manifest.json").write_text(json.dumps({"files": {"../../etc/passwd": "0" * 64, "train.jsonl": "0" * 64}}))
+    zeros = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps({"files": {"../../etc/passwd": zeros, "train.jsonl": zeros}}))
     problems = validate_folder(folder)
     assert any("manifest.json: entry '../../etc/passwd': must map a file name of this folder" in p for p in problems)
     assert any(p.startswith(f"{folder / 'train.jsonl'}: sha256") and "does not match manifest" in p for p in problems)

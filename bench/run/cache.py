@@ -70,7 +70,8 @@ class GenerationCache:
 
     def _unusable(self, e: Exception) -> BenchError:
         if "full" in str(e).lower():
-            return BenchError(f"{self.path}: the disk is full ({e}); free space and run again (finished cells are kept)")
+            return BenchError(f"{self.path}: the disk is full ({e}); free space and run again (finished cells are "
+                              "kept)")
         return BenchError(f"{self.path}: the generation cache cannot be used ({e}); delete the file (it is only a "
                           "cache: answers are recomputed) or pass another --out")
 
