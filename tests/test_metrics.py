@@ -80,3 +80,17 @@ def test_evaluate_modules_match_benchs_scorer_offline(task_name, monkeypatch):
         assert rouge[k] == pytest.approx(ours[k], abs=1e-12), k
     assert squad["exact_match"] == pytest.approx(ours["exact_match"]) and squad["f1"] == pytest.approx(ours["f1"])
     assert 0 < ours["rouge1"] < 1
+
+
+def test_gold_in_output_sees_the_whole_output_and_every_qa_task_gets_it(tmp_path):
+    from bench.metrics.scoring import scorers_for
+
+    task = load_folder(write_task(tmp_path / "t"))
+    ex = task.test[0]  # "What is 0 plus 1?" -> "1"
+    pred = Prediction(ex.id, "The sum is 1", raw="The sum is 1\nbecause 0 + 1 = 1.")
+    s = score_prediction(pred, ex, task)
+    assert s["gold_in_output"]["value"] == 1.0 and s["exact_match"]["value"] == 0.0  # the answer, not its form
+    assert score_prediction(Prediction(ex.id, "10", raw="10"), ex, task)["gold_in_output"]["value"] == 0.0  # whole words
+    assert "gold_in_output" in scorers_for(task)
+    gen = load_folder(write_task(tmp_path / "g", meta={"kind": "generation", "metrics": ["rouge"], "main_metric": "rougeL"}))
+    assert "gold_in_output" not in scorers_for(gen)

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.support_detection import KINDS, build_cases, evaluate
 from bench.metrics import support as S
-from bench.metrics.scoring import score_prediction
+from bench.metrics.scoring import score_prediction, scorers_for
 from bench.taskio import load_folder
 from bench.types import Prediction
 from tests.conftest import ROOT, write_task
@@ -149,7 +149,7 @@ def test_novel_terms_are_those_of_no_source_train_item_or_reference(tmp_path):
 def test_score_prediction_adds_support_to_every_task_and_uses_the_sources(tmp_path):
     task = load_folder(write_task(tmp_path / "t", test=[
         {"id": "te0", "instruction": "When was the clinic founded?", "input": "", "output": "in 1990"}]))
-    assert "support" not in task.metrics and S.scorers_for(task)[-1] == "support"
+    assert "support" not in task.metrics and "support" in scorers_for(task)
     ex = task.test[0]
     closed = score_prediction(Prediction(ex.id, "It is 1987."), ex, task)
     assert set(S.NAMES) <= set(closed) and closed["unsupported_number_rate"]["value"] == 1.0
@@ -205,7 +205,7 @@ def test_nli_check_plumbing_with_a_tiny_random_model(tmp_path, task_dir):
     pred = Prediction(ex.id, "The report is a report. The report is.", sources=("the report is a report",))
     try:
         S.configure(nli_model=_tiny_nli(tmp_path / "entails", [0.0, 50.0, 0.0]))
-        assert S.scorers_for(task)[-1] == "support_nli"
+        assert scorers_for(task)[-1] == "support_nli"
         s = score_prediction(pred, ex, task)[S.NLI_NAME]
         assert s["value"] == 0.0 and "all 2 sentence(s) entailed" in s["reason"]
         S.configure(nli_model=_tiny_nli(tmp_path / "contradicts", [50.0, 0.0, 0.0]))
@@ -213,4 +213,4 @@ def test_nli_check_plumbing_with_a_tiny_random_model(tmp_path, task_dir):
         assert s["value"] == 1.0 and "2 of 2" in s["reason"]
     finally:
         S.configure(nli_model=None)
-    assert "support_nli" not in S.scorers_for(task)
+    assert "support_nli" not in scorers_for(task)

@@ -26,11 +26,14 @@ from bench.types import Example, Score, Task
 
 class Metric:
     """A registered scorer. Attributes: `names` (the metric names it reports), `higher_is_better`,
-    `description` (one line for `bench ls metrics`)."""
+    `description` (one line for `bench ls metrics`), `inputs` (what else of the prediction `score` is
+    given as keyword arguments: "sources", the passages the arm showed the model; "raw", the model's
+    output before answer extraction)."""
 
     names: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[bool] = True
     description: ClassVar[str] = ""
+    inputs: ClassVar[tuple[str, ...]] = ()
 
     def score(self, answer: str, example: Example, task: Task) -> dict[str, Score]:
         """{name: Score} for one answer; a Score with value None could not be computed (counted, not zeroed)."""

@@ -16,25 +16,32 @@ from bench.types import Example, Measure, Prediction, Task
 
 
 # Bump when a change here or in a metric changes any stored score: cells scored under another version are recomputed.
-SCORING_VERSION = "3"  # 3: support metrics on every task, Clopper-Pearson and betting intervals
+SCORING_VERSION = "4"  # 3: support metrics on every task, Clopper-Pearson and betting intervals
+
+
+ALWAYS = ("support",)  # diagnostics every task gets, beside the metrics its task.yaml names
+ALWAYS_QA = ("gold_in_output",)  # and every qa task
+
+
+def scorers_for(task: Task) -> tuple[str, ...]:
+    """The registered metrics that score a task's predictions: the task's own, then the diagnostics every
+    task gets (source support; for qa tasks gold_in_output), then support_nli when an NLI model is configured."""
+    extra = ALWAYS + (ALWAYS_QA if task.kind == "qa" else ()) + (("support_nli",) if support.nli_enabled() else ())
+    return tuple(task.metrics) + tuple(m for m in extra if m not in task.metrics)
 
 
 def score_prediction(pred: Prediction, example: Example, task: Task) -> dict[str, dict]:
-    """{metric name: {"value": float|None, "reason": str}} for every metric the task reports, plus the
-    source-support checks that score every task (`support.scorers_for`); a metric with `uses_sources`
-    also gets the texts the arm showed the model (`pred.sources`)."""
+    """{metric name: {"value": float|None, "reason": str}} for every metric of `scorers_for(task)`; a metric
+    gets the parts of the prediction its `inputs` name (the passages shown, the raw output) as keywords."""
     out: dict[str, dict] = {}
-    for scorer in support.scorers_for(task):
+    for scorer in scorers_for(task):
         metric = METRICS.get(scorer)()
         if pred.answer is None:
             for name in metric.names:
                 out[name] = {"value": None, "reason": f"no answer: {pred.error or 'generation failed'}"}
             continue
         try:
-            if getattr(metric, "uses_sources", False):
-                scores = metric.score(pred.answer, example, task, sources=pred.sources)
-            else:
-                scores = metric.score(pred.answer, example, task)
+            scores = metric.score(pred.answer, example, task, **{k: getattr(pred, k) for k in metric.inputs})
         except Exception as e:  # a scorer bug must not take the cell down; it is counted instead
             scores = {}
             for name in metric.names:
@@ -48,7 +55,7 @@ def aggregate(task: Task, examples: list[Example], per_example: list[dict[str, d
               stratum: Optional[str] = None) -> list[Measure]:
     """One Measure per metric name the task reports (value, n, n_failed, interval, direction, main)."""
     rows = []
-    for scorer in support.scorers_for(task):
+    for scorer in scorers_for(task):
         metric: Metric = METRICS.get(scorer)()
         for name in metric.names:
             records = [(s.get(name, {}).get("value"), ex) for s, ex in zip(per_example, examples)]

@@ -5,7 +5,7 @@ item's report; a judge model adds its own errors and cost. These checks compare 
 *sources* — the task's and the item's instruction, the item's input and the texts the arm showed the
 model (`Prediction.sources`: retrieved passages; a fine-tuned arm has nothing else) — with lexicons per
 language (`lexicons/support_<lang>.txt`: stopwords, negators, sides, opposite pairs, number words) and
-the task's own data. `score_prediction` adds them to every task (`scorers_for`). Per item:
+the task's own data. bench.metrics.scoring adds them to every task (`scorers_for`). Per item:
 
   unsupported_number_rate  1 if the answer states a number that no source states, else 0 (units and
                            ranges read: "19×13 мм", "2.5 cm", "1,2 см" = "12 мм", "5-7 mm", "80 %")
@@ -698,7 +698,7 @@ def _foreign_to(sentence: str, home: set[str], item_id: str, index: TaskIndex, l
 class Support(Metric):
     names = NAMES
     higher_is_better = False
-    uses_sources = True  # score_prediction passes Prediction.sources
+    inputs = ("sources",)  # score_prediction passes Prediction.sources
     description = "judge-free source support: unsupported numbers, flips, invented terms, foreign sentences"
 
     def score(self, answer: str, example: Example, task: Task, sources: Sequence[str] = ()) -> dict[str, Score]:
@@ -730,11 +730,9 @@ def configure(nli_model: Optional[str] = None) -> None:
         _NLI.model, _NLI.loaded = nli_model, None
 
 
-def scorers_for(task: Task) -> tuple[str, ...]:
-    """The registered metrics that score a task's predictions: the task's own, then `support` (every task),
-    then `support_nli` when configured."""
-    extra = ("support",) + (("support_nli",) if _NLI.model else ())
-    return tuple(task.metrics) + tuple(m for m in extra if m not in task.metrics)
+def nli_enabled() -> bool:
+    """Whether `configure` named an NLI model (then `support_nli` scores every task too)."""
+    return bool(_NLI.model)
 
 
 def _nli():
@@ -798,7 +796,7 @@ def _premises(texts: Sequence[str], max_words: int = 200) -> list[str]:
 class SupportNli(Metric):
     names = (NLI_NAME,)
     higher_is_better = False
-    uses_sources = True
+    inputs = ("sources",)
     description = "share of answer sentences an NLI cross-encoder finds not entailed by the sources (support.nli_model)"
 
     def score(self, answer: str, example: Example, task: Task, sources: Sequence[str] = ()) -> dict[str, Score]:

@@ -110,3 +110,22 @@ class TokenF1(Metric):
     def score(self, answer, example, task):
         best, ref = max((token_f1(answer, r, task.language), r) for r in references(example))
         return {"f1": Score("f1", best, f"token overlap with {ref[:40]!r}")}
+
+
+@METRICS.register("gold_in_output")
+class GoldInOutput(Metric):
+    """Is the answer anywhere in what the model wrote? A diagnostic beside exact match: far above it means the
+    model has the answer but not the form (it answers in sentences), which few-shot exemplars in the
+    answer's form, a completion prompt or fine-tuning on the pairs can fix."""
+
+    names = ("gold_in_output",)
+    description = "the normalised gold answer occurs in the model's whole output (qa tasks; a diagnostic)"
+    inputs = ("raw",)
+
+    def score(self, answer, example, task, raw=None):
+        text = f" {normalize_answer(raw if raw is not None else answer, task.language)} "
+        for ref in references(example):
+            r = normalize_answer(ref, task.language)
+            if r and f" {r} " in text:
+                return {"gold_in_output": Score("gold_in_output", 1.0, f"{ref!r} occurs in the output")}
+        return {"gold_in_output": Score("gold_in_output", 0.0, "no reference occurs in the output")}

@@ -28,6 +28,9 @@ from bench.report.fmt import money, num
 from bench.report.rule import DIAGNOSTIC, WORSE
 
 
+FORM_GAP = 0.2  # gold_in_output this far above exact match: "has the answer but not the form"
+
+
 def cost_at(r: StrategyResult, volume: float) -> Optional[float]:
     """Estimated money per 1k queries at `volume` (one-off costs spread over the volume)."""
     return per_1k_at(r.money, volume)
@@ -66,6 +69,11 @@ def warnings(a: TaskAnalysis) -> list[str]:
         if t.get("merged_agreement") is not None and t["merged_agreement"] < 1.0:
             out.append(f"{s}: the merged GGUF answers like the unmerged adapter on {t['merged_agreement']:.0%} "
                        "of the integrity prompts (export precision)")
+        gold, exact = (r.other.get(m, {}).get("value") for m in ("gold_in_output", "exact_match"))
+        if gold is not None and exact is not None and gold - exact >= FORM_GAP:
+            out.append(f"{s}: the answer is in {gold:.0%} of its outputs but in the exact form in {exact:.0%}: it answers "
+                       "in sentences, the model has the answer but not the form; few-shot exemplars in the answer's "
+                       "form, a completion prompt (params: {form: completion}) or fine-tuning on the pairs fix the form")
         fails = r.outcomes.get("failed", 0) + r.outcomes.get("empty", 0)
         if fails:
             out.append(f"{s}: {r.outcomes.get('failed', 0)} failed and {r.outcomes.get('empty', 0)} empty answers, "
