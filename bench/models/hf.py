@@ -4,14 +4,30 @@ It serves what llama.cpp cannot: hub ids and local transformers folders, unmerge
 prompt tuning can only run this way), and the packaged GGUFs through their cached safetensors
 conversion (bench.convert). Prompts render with the same template as the llama.cpp backend (the GGUF's
 own chat template for GGUF models), so both backends see identical prompt strings.
+
+Generation runs through one decoding loop over transformers' KV cache (`generate` is a batch of one):
+prompts are left-padded, each sequence gets its own position ids from its attention mask (so padding
+never shifts a sequence; peft's own `generate` shifts prompt-tuning sequences by their padding),
+sequences that finish leave the batch at once (a batch does not run until its longest answer ends),
+requests with the same prompt share its processing, and each request samples with its own seeded
+generator, so its answer does not depend on the requests beside it. Prompt-learning adapters enter
+at the prefill: prompt tuning's virtual token embeddings go in front of the prompt, prefix tuning's
+prefix goes into the cache; every later step runs the base model on that cache.
+
+Log-likelihoods score each continuation token against the model's log-softmax at the position before
+it, after dropping the logits of the virtual tokens that prompt tuning prepends; an empty context is
+replaced by the start token (BOS, else EOS, as lm-evaluation-harness does), so every continuation
+token is scored and none is counted unscored.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from bench.errors import BenchError
 from bench.hashing import sha256_dir, sha256_json
@@ -19,7 +35,13 @@ from bench.models.backend import Backend
 from bench.models.chat import ChatTemplate
 from bench.models.convert import gguf_chat_template, load_pretrained
 from bench.models.resolve import ModelSpec
-from bench.types import Generation, GenParams
+from bench.types import Generation, GenParams, GenRequest
+
+BATCH_SIZE = {"cpu": 64, "cuda": 128}  # sequences decoded at once (docs/performance.md: gains flatten beyond)
+MEMORY_SHARE = 0.25  # of the free memory one batch's KV cache and activations may take
+MAX_BATCH_TOKENS = 1 << 17  # padded (prompt + new) tokens of one batch, whatever the free memory
+PREFIX_TYPES = ("PREFIX_TUNING", "CARTRIDGE")  # peft methods whose virtual tokens live in the KV cache
+EMBEDDING_PROMPT_TYPES = ("PROMPT_TUNING", "P_TUNING")  # peft methods that prepend virtual token embeddings
 
 
 def template_for(spec: ModelSpec, tokenizer: Any) -> ChatTemplate:
@@ -35,21 +57,30 @@ def template_for(spec: ModelSpec, tokenizer: Any) -> ChatTemplate:
     return ChatTemplate(jinja=jinja or None, eos_token=tokenizer.eos_token or "")
 
 
-class _StopOnStrings:
-    """Stops generation once any stop string appears in the newly generated text."""
+@dataclass
+class _Seq:
+    """One distinct request in flight: its prompt, limits, sampler, tokens so far and the time charged to it."""
 
-    def __init__(self, tokenizer: Any, stops: tuple[str, ...], start: int):
-        self.tokenizer, self.stops, self.start = tokenizer, stops, start
-
-    def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-        import torch
-
-        text = self.tokenizer.decode(input_ids[0, self.start:], skip_special_tokens=True)
-        done = any(s in text for s in self.stops)
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+    index: int  # the first request (in the caller's order) it answers
+    ids: list[int]
+    params: GenParams
+    max_new: int
+    generator: Any = None  # torch.Generator for sampled requests, None for greedy
+    group: list[int] = field(default_factory=list)  # every request it answers (identical requests share it)
+    tokens: list[int] = field(default_factory=list)
+    output: Optional[str] = None
+    finish: str = ""
+    seconds: float = 0.0
 
 
 class HFBackend(Backend):
+    """Generation and scoring through transformers (and peft for unmerged adapters).
+
+    Attributes:
+        batch_size: most sequences decoded at once (BATCH_SIZE for the device); a batch is further
+            limited to `max_batch_tokens` padded tokens, sized from the free memory at load time.
+    """
+
     name = "hf"
 
     def __init__(
@@ -62,6 +93,7 @@ class HFBackend(Backend):
         tokenizer: Any = None,
         adapter_hash: Optional[str] = None,
         device: Optional[str] = None,
+        batch_size: Optional[int] = None,
     ):
         import torch
 
@@ -89,12 +121,32 @@ class HFBackend(Backend):
         model.eval()
         self.model, self.tokenizer, self.spec = model, tokenizer, spec
         self.adapter_hash = adapter_hash
+        self.batch_size = batch_size or BATCH_SIZE.get(self.device.split(":")[0], BATCH_SIZE["cpu"])
+        if self.batch_size < 1:
+            raise BenchError(f"HFBackend: batch_size must be >= 1, got {self.batch_size}")
+        self.virtual_kind, self.n_virtual = self._prompt_learning()
+        self.core = model.get_base_model() if hasattr(model, "get_base_model") else model  # the transformers model
+        self.base = self.core if self.virtual_kind else model  # what every decoding step runs
+        self._keep_last = "logits_to_keep" in inspect.signature(self.core.forward).parameters
+        self.eos_ids = frozenset(self._eos_ids())
+        self.max_positions = self._max_positions()
+        self.max_batch_tokens = self._batch_tokens()
         model_id = sha256_json([spec.sha256, adapter_hash]) if adapter_hash else spec.sha256
         super().__init__(model_id, template_for(spec, tokenizer))
 
-    # -- helpers ---------------------------------------------------------------------------------
-    def _encode(self, text: str, special: bool = True) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+    # -- model facts ----------------------------------------------------------------------------
+    def _prompt_learning(self) -> tuple[str, int]:
+        """("prefix" | "embedding", number of virtual tokens) for a prompt-learning peft model, else ("", 0)."""
+        cfg = getattr(self.model, "active_peft_config", None)
+        if cfg is None or not getattr(cfg, "is_prompt_learning", False):
+            return "", 0
+        kind = getattr(cfg.peft_type, "value", str(cfg.peft_type))
+        if kind in PREFIX_TYPES:
+            return "prefix", int(cfg.num_virtual_tokens)
+        if kind in EMBEDDING_PROMPT_TYPES:
+            return "embedding", int(cfg.num_virtual_tokens)
+        raise BenchError(f"HFBackend: peft method {kind} is not supported for generation; "
+                         f"use one of {', '.join(PREFIX_TYPES + EMBEDDING_PROMPT_TYPES)} or a non-prompt method")
 
     def _eos_ids(self) -> list[int]:
         ids = set()
@@ -108,56 +160,286 @@ class HFBackend(Backend):
             ids.add(self.tokenizer.eos_token_id)
         return sorted(ids)
 
-    # -- Backend ---------------------------------------------------------------------------------
+    def _config(self) -> Any:
+        cfg = self.core.config
+        return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+    def _max_positions(self) -> int:
+        cfg = self._config()
+        return int(getattr(cfg, "max_position_embeddings", 0) or getattr(self.tokenizer, "model_max_length", 0)
+                   or 1 << 20)
+
+    def _batch_tokens(self) -> int:
+        """Padded tokens one batch may hold: a share of the free memory over what a token costs (its KV
+        entries in every layer, and the widest activations of the prefill), capped at MAX_BATCH_TOKENS."""
+        import torch
+
+        cfg = self._config()
+        layers = int(getattr(cfg, "num_hidden_layers", 32))
+        hidden = int(getattr(cfg, "hidden_size", 4096))
+        heads = int(getattr(cfg, "num_attention_heads", 32))
+        kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or hidden // heads)
+        wide = int(getattr(cfg, "intermediate_size", 4 * hidden))
+        width = next(self.core.parameters()).element_size()
+        per_token = width * (2 * layers * kv_heads * head_dim + 4 * hidden + 3 * wide)
+        try:
+            if self.device.startswith("cuda"):
+                free = torch.cuda.mem_get_info()[0]
+            else:
+                import psutil
+
+                free = psutil.virtual_memory().available
+        except (ImportError, RuntimeError, OSError):  # no way to ask: assume a small machine
+            free = 4 << 30
+        return max(1024, min(MAX_BATCH_TOKENS, int(free * MEMORY_SHARE / per_token)))
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def _encode(self, text: str, special: bool = True) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def start_token(self) -> int:
+        """The token an empty text starts from: BOS, or EOS for models without one (lm-eval's prefix token)."""
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.tokenizer.eos_token_id
+
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text, special=False))
 
+    # -- generation -----------------------------------------------------------------------------
     def generate(self, prompt: str, params: GenParams, seed: int) -> Generation:
+        """One completion: generate_batch of one; a prompt that does not fit raises BenchError."""
+        (gen,) = self.generate_batch([GenRequest(prompt, params, seed)])
+        if gen.error:
+            raise BenchError(gen.error)
+        return gen
+
+    def generate_batch(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        """Every request's completion, in order, decoded `batch_size` sequences at a time.
+
+        Requests are sorted by prompt length (little padding) and the answers put back in order. Greedy
+        answers equal `generate`'s; sampled ones draw from a generator seeded with the request's seed
+        (temperature, then top_k (0 = off), then top_p), so they do not depend on the batch either.
+        A sequence ends at an end-of-sequence token (not counted, not shown), at a stop string (the
+        text is cut before it; the tokens generated so far are counted) or at max_new_tokens.
+        Identical requests (same prompt and params, and seed when sampling) are computed once.
+        A prompt that does not fit the model's context fails alone: finish_reason "error" and `error`.
+        `seconds` is the request's share of its batch's wall time (each step's time split among the
+        sequences in it, the prefill by prompt tokens), so the seconds of a batch add up to its wall time.
+        """
         import torch
-        from transformers import StoppingCriteriaList
 
-        ids = self._encode(prompt)
-        input_ids = torch.tensor([ids], device=self.device)
-        kwargs: dict = {"max_new_tokens": params.max_new_tokens, "eos_token_id": self._eos_ids(),
-                        "pad_token_id": self.tokenizer.pad_token_id}
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                          top_k=params.top_k if params.top_k > 0 else 0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnStrings(self.tokenizer, params.stop, len(ids))])
-        torch.manual_seed(seed)
-        t0 = time.perf_counter()
+        results: list[Optional[Generation]] = [None] * len(requests)
+        copies: dict[Any, list[int]] = {}
+        seqs: list[_Seq] = []
+        for i, r in enumerate(requests):
+            key = (r.prompt, r.params) if r.params.temperature <= 0 else (r.prompt, r.params, r.seed)
+            if key in copies:
+                copies[key].append(i)
+                continue
+            copies[key] = [i]
+            ids = self._encode(r.prompt) or [self.start_token()]
+            room = self.max_positions - len(ids) - self.n_virtual
+            if room < 1:
+                results[i] = Generation(prompt=r.prompt, output="", prompt_tokens=len(ids), completion_tokens=0,
+                                        seconds=0.0, finish_reason="error",
+                                        error=f"prompt of {len(ids)} tokens does not fit the model's "
+                                              f"{self.max_positions}-token context; shorten the prompt")
+                continue
+            gen = None
+            if r.params.temperature > 0:
+                gen = torch.Generator(device="cpu").manual_seed(int(r.seed) & 0x7FFF_FFFF_FFFF_FFFF)
+            seqs.append(_Seq(i, ids, r.params, min(r.params.max_new_tokens, room), gen, group=copies[key]))
+        seqs.sort(key=lambda s: (len(s.ids), s.ids))
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-        seconds = time.perf_counter() - t0
-        new = out[0, len(ids):].tolist()
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        finish = "length"
-        if new and new[-1] in self._eos_ids():
-            finish = "stop"
-        cut = [text.find(s) for s in params.stop if s and s in text]
-        if cut:
-            text = text[: min(cut)]
-            finish = "stop"
-        return Generation(prompt=prompt, output=text, prompt_tokens=len(ids), completion_tokens=len(new),
-                          seconds=seconds, finish_reason=finish)
+            for batch in self._batches(seqs):
+                self._decode(batch)
+        for s in seqs:
+            output = s.output if s.output is not None else self.tokenizer.decode(s.tokens, skip_special_tokens=True)
+            for i in s.group:
+                results[i] = Generation(prompt=requests[i].prompt, output=output, prompt_tokens=len(s.ids),
+                                        completion_tokens=len(s.tokens), seconds=s.seconds / len(s.group),
+                                        finish_reason=s.finish)
+        for group in copies.values():  # copies of a request that failed
+            for i in group[1:]:
+                if results[i] is None:
+                    results[i] = results[group[0]]
+        return results  # type: ignore[return-value]
 
+    def _batches(self, seqs: list[_Seq]) -> list[list[_Seq]]:
+        """Consecutive runs of (length-sorted) sequences within batch_size and max_batch_tokens."""
+        out: list[list[_Seq]] = []
+        cur: list[_Seq] = []
+        longest = 0
+        for s in seqs:
+            need = len(s.ids) + s.max_new + self.n_virtual
+            width = max(longest, need)
+            if cur and (len(cur) >= self.batch_size or width * (len(cur) + 1) > self.max_batch_tokens):
+                out.append(cur)
+                cur, width = [], need
+            cur.append(s)
+            longest = width
+        if cur:
+            out.append(cur)
+        return out
+
+    def _decode(self, seqs: list[_Seq]) -> None:
+        """Decode one batch to the end; sequences leave the batch as they finish."""
+        import torch
+
+        t0 = time.perf_counter()
+        prompts: dict[tuple[int, ...], int] = {}
+        row_of = [prompts.setdefault(tuple(s.ids), len(prompts)) for s in seqs]
+        unique = list(prompts)
+        width = max(len(p) for p in unique)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(unique), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(unique), width), dtype=torch.long)
+        for j, p in enumerate(unique):
+            ids[j, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[j, width - len(p):] = 1
+        logits, cache, mask = self._prefill(ids.to(self.device), mask.to(self.device))
+        shared = [row_of.count(j) for j in range(len(unique))]
+        prompt_total = sum(len(p) for p in unique)
+        spent = time.perf_counter() - t0
+        for s, j in zip(seqs, row_of):
+            s.seconds += spent * len(unique[j]) / prompt_total / shared[j]
+        if len(unique) < len(seqs):  # requests sharing a prompt: one copy of its cache each
+            rows = torch.tensor(row_of, device=self.device)
+            cache.batch_select_indices(rows)
+            logits, mask = logits[rows], mask[rows]
+        active = list(seqs)
+        while True:
+            t0 = time.perf_counter()
+            chosen = self._choose(logits, active).tolist()
+            keep = [k for k, (s, tok) in enumerate(zip(active, chosen)) if not self._accept(s, tok)]
+            if not keep:
+                break
+            if len(keep) < len(active):
+                rows = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(rows)
+                mask = mask[rows]
+                active = [active[k] for k in keep]
+                chosen = [chosen[k] for k in keep]
+            positions = mask.sum(-1, keepdim=True)
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            out = self.base(input_ids=torch.tensor(chosen, device=self.device)[:, None], attention_mask=mask,
+                            position_ids=positions, past_key_values=cache, use_cache=True)
+            logits, cache = out.logits[:, -1].float(), out.past_key_values
+            spent = time.perf_counter() - t0
+            for s in active:
+                s.seconds += spent / len(active)
+        del cache
+
+    def _prefill(self, ids: Any, mask: Any) -> tuple[Any, Any, Any]:
+        """Run the (left-padded) prompts: (last-position logits, KV cache, attention mask over the cache)."""
+        import torch
+
+        full = mask
+        if self.n_virtual:
+            full = torch.cat([mask.new_ones((mask.shape[0], self.n_virtual)), mask], dim=1)
+        positions = (full.cumsum(-1) - 1).clamp(min=0)
+        keep = {"logits_to_keep": 1} if self._keep_last else {}
+        if self.virtual_kind == "embedding":  # virtual token embeddings in front; positions over both
+            embeds = self.model.word_embeddings(ids)
+            virtual = self.model.get_prompt(batch_size=ids.shape[0]).to(embeds.dtype)
+            out = self.base(inputs_embeds=torch.cat([virtual, embeds], dim=1), attention_mask=full,
+                            position_ids=positions, use_cache=True, **keep)
+        elif self.virtual_kind == "prefix":  # peft puts the prefix into the cache and shifts the positions
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                             use_cache=True, **keep)
+        else:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep)
+        return out.logits[:, -1].float(), out.past_key_values, full
+
+    def _choose(self, logits: Any, seqs: list[_Seq]) -> Any:
+        """The next token of every sequence: argmax for greedy ones, a seeded draw for sampled ones."""
+        import torch
+
+        chosen = logits.argmax(-1)
+        groups: dict[tuple[float, int, float], list[int]] = {}
+        for k, s in enumerate(seqs):
+            if s.generator is not None:
+                groups.setdefault((s.params.temperature, s.params.top_k, s.params.top_p), []).append(k)
+        for (temperature, top_k, top_p), rows in groups.items():
+            scores = logits[rows] / temperature
+            if 0 < top_k < scores.shape[-1]:
+                kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
+                scores = scores.masked_fill(scores < kth, -math.inf)
+            if top_p < 1.0:
+                ordered, order = torch.sort(scores, dim=-1)
+                drop = ordered.softmax(-1).cumsum(-1) <= 1 - top_p
+                drop[:, -1] = False
+                scores = scores.masked_fill(drop.scatter(1, order, drop), -math.inf)
+            probs = scores.softmax(-1).cpu()
+            for k, p in zip(rows, probs):
+                chosen[k] = int(torch.multinomial(p, 1, generator=seqs[k].generator))
+        return chosen
+
+    def _accept(self, s: _Seq, tok: int) -> bool:
+        """Take a chosen token; True when the sequence is finished (end of sequence, stop string, limit)."""
+        if tok in self.eos_ids:
+            s.finish = "stop"
+            return True
+        s.tokens.append(tok)
+        if s.params.stop:
+            text = self.tokenizer.decode(s.tokens, skip_special_tokens=True)
+            cuts = [text.find(x) for x in s.params.stop if x and x in text]
+            if cuts:
+                s.output, s.finish = text[: min(cuts)], "stop"
+                return True
+        if len(s.tokens) >= s.max_new:
+            s.finish = "length"
+            return True
+        return False
+
+    # -- scoring --------------------------------------------------------------------------------
     def loglikelihood(self, context: str, continuation: str) -> float:
+        """Sum of log-probabilities of the continuation's tokens given the context."""
+        return self.loglikelihood_choices(context, [continuation])[0]
+
+    def loglikelihood_choices(self, context: str, continuations: list[str]) -> list[float]:
+        """loglikelihood of each continuation of one context, all in one right-padded forward pass.
+
+        The continuation's tokens are those of context + continuation after the longest common prefix
+        with the context's tokens (at least the last token when the continuation merges into the
+        context's last token); an empty continuation scores 0.
+        """
         import torch
 
         ctx = self._encode(context)
-        full = self._encode(context + continuation)
-        n_cont = max(1, len(full) - len(ctx))
-        x = torch.tensor([full], device=self.device)
+        lead = [] if ctx else [self.start_token()]
+        rows: list[tuple[list[int], int]] = []
+        for cont in continuations:
+            full = lead + self._encode(context + cont)
+            if not cont:
+                rows.append((full, len(full)))
+                continue
+            k = 0
+            while k < min(len(ctx), len(full) - len(lead)) and full[len(lead) + k] == ctx[k]:
+                k += 1
+            rows.append((full, max(1, min(len(lead) + k, len(full) - 1))))
+        out = [0.0] * len(rows)
+        todo = [i for i, (full, start) in enumerate(rows) if start < len(full)]
+        if not todo:
+            return out
+        width = max(len(rows[i][0]) for i in todo)
+        ids = torch.full((len(todo), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(todo), width), dtype=torch.long)
+        for j, i in enumerate(todo):
+            full = rows[i][0]
+            ids[j, : len(full)] = torch.tensor(full, dtype=torch.long)
+            mask[j, : len(full)] = 1
         with torch.inference_mode():
-            logits = self.model(input_ids=x).logits[0].float()
-        logp = torch.log_softmax(logits[:-1], dim=-1)
-        targets = x[0, 1:]
-        picked = logp.gather(1, targets[:, None])[:, 0]
-        total = float(picked[-n_cont:].sum())
-        return total if math.isfinite(total) else float("-inf")
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logits = logits[:, logits.shape[1] - width:]  # drop the virtual tokens prompt tuning prepends
+            for j, i in enumerate(todo):
+                full, start = rows[i]
+                logp = torch.log_softmax(logits[j, start - 1: len(full) - 1].float(), dim=-1)
+                targets = torch.tensor(full[start:], device=logp.device)
+                total = float(logp.gather(1, targets[:, None]).sum())
+                out[i] = total if math.isfinite(total) else float("-inf")
+        return out
 
     def close(self) -> None:
-        self.model = None
+        self.model = self.base = self.core = None
