@@ -55,6 +55,11 @@ class Strategy:
         """Why this strategy cannot run on `task` (asked when the run is planned, before any model work), or None."""
         return None
 
+    def tune_grid(self, task: Task) -> list[dict]:
+        """Settings `--tune` tries for this strategy (each a dict of Params fields), on a validation split carved
+        from train; [] = nothing to tune. Small on purpose: every candidate is a full evaluation."""
+        return []
+
 
 @dataclass(frozen=True)
 class PromptParams:
@@ -98,6 +103,10 @@ class PromptingStrategy(Strategy):
         """One example end to end (calls, generation, answer): for callers outside a cell."""
         return self.answer(example, ctx, passages, ctx.generate_many(self.calls(example, ctx, passages)))
 
+    def tune_grid(self, task: Task) -> list[dict]:
+        return [{"form": "auto", "instruction": "system"}, {"form": "completion", "instruction": "system"},
+                {"form": "auto", "instruction": "user"}]
+
 
 class RetrievalStrategy(Strategy):
     family = "retrieval"
@@ -111,6 +120,12 @@ class RetrievalStrategy(Strategy):
 
     def reads(self, task: Task) -> tuple[str, ...]:
         return ("docs",) if task.docs else ("train",)
+
+    def tune_grid(self, task: Task) -> list[dict]:
+        if not hasattr(self.params, "k"):
+            return []
+        retrievers = ("dense", "hybrid") if hasattr(self.params, "retriever") else ("auto",)
+        return [{"k": k, "retriever": r} if r != "auto" else {"k": k} for r in retrievers for k in (2, 4, 8)]
 
     @staticmethod
     def corpus(ctx: "CellContext") -> list[Doc]:
@@ -132,6 +147,12 @@ def corpus_of(task: Task) -> list[Doc]:
 
 class FinetuneStrategy(Strategy):
     family = "fine-tuning"
+    LEARNING_RATES = (2e-4, 1e-3, 2e-3)  # what --tune tries (epochs follow from early stopping)
+
+    def tune_grid(self, task: Task) -> list[dict]:
+        if not hasattr(self.params, "learning_rate"):
+            return []
+        return [{"learning_rate": lr} for lr in self.LEARNING_RATES]
 
     def adapt(self, ctx: "CellContext") -> "Backend":
         """Train (or load the cached adapter), record costs in ctx, and return the adapted model."""

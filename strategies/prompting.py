@@ -79,6 +79,10 @@ class FewShot(PromptingStrategy):
     def reads(self, task):
         return ("train",)
 
+    def tune_grid(self, task):
+        shots = [{"k": k, "selection": sel} for sel in ("random", "similar") for k in (1, 3, 5)]
+        return shots + [{**g, "k": self.params.k} for g in super().tune_grid(task)[1:]]
+
     def check(self, task):
         return None if task.train else f"strategy few_shot: task {task.name} has no train items to take exemplars from"
 

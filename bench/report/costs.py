@@ -125,8 +125,9 @@ def ledger_from_cost(cost: Mapping[str, Any], gpu_run: bool = False, latency_mea
     serve = cost.get("serve") or cost.get("serving") or {}
     prep_s = _num(prep.get("seconds", prep.get("wall_seconds"))) if prep else None
     export_s = _num(serve.get("export_seconds"))  # writing the served GGUF (base or merged fine-tune), once
-    if prep_s is not None or export_s is not None:
-        led.prep_seconds = (prep_s or 0.0) + (export_s or 0.0)
+    tune_s = _num((cost.get("tune") or {}).get("seconds"))  # --tune: choosing the arm's settings on validation items
+    if prep_s is not None or export_s is not None or tune_s is not None:
+        led.prep_seconds = (prep_s or 0.0) + (export_s or 0.0) + (tune_s or 0.0)
     led.serve_backend = str(serve.get("backend") or cost.get("backend") or "")
     led.serve_format = str(serve.get("format") or "")
     led.latency_p50_s = _num(pq.get("latency_p50_s"))

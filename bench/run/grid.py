@@ -20,6 +20,7 @@ A killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 import time
@@ -57,9 +58,10 @@ from bench.run.cell import CellResult, progress_bar, run_cell
 from bench.run.context import CellContext
 from bench.run.pipeline import Arm
 from bench.run.plan import Plan, plan
-from bench.run.rounds import run_rounds
 from bench.run.pool import LazyBackend, ModelPool
-from bench.types import Task
+from bench.run.rounds import run_rounds
+from bench.run.tune import tune_arm
+from bench.types import Row, Task
 
 CELL_META = "cell.json"  # the fingerprint a cell was computed under (written before its rows.jsonl)
 LOCK = ".lock"
@@ -151,12 +153,30 @@ class Grid:
         self.reused = self.calls = 0
         self.errors: dict[str, str] = {}
         self.strata: dict[str, dict[str, str]] = {}
+        self.tuned: dict[tuple[str, str], tuple[Arm, dict]] = {}  # (task, arm name) -> tuned arm, tuning record
+
+    def tune(self) -> None:
+        """--tune: every arm of every task at its best settings on a validation split of train (bench.run.tune)."""
+        folder = self.run_dir / "tune"
+        for t in self.plan.tasks:
+            for a in self.plan.arms:
+                self.tuned[(t.name, a.name)] = tune_arm(t, a, self.plan.model, self.config, self.cache, self.pool,
+                                                        folder, self.log)
+
+    def arm_for(self, task: Task, arm: Arm) -> Arm:
+        return self.tuned.get((task.name, arm.name), (arm, None))[0]
 
     def jobs(self, items: dict[str, int]) -> list[CellJob]:
         """Every cell of the grid, each on the first items[task] test items."""
         backend = self.pool.backend_name(self.plan.model)
-        return [CellJob(t, a, s, items[t.name], fingerprint(t, a, self.plan.model, backend, s, items[t.name], self.config))
-                for t in self.plan.tasks for a in self.plan.arms for s in self.config.seeds]
+        out = []
+        for t in self.plan.tasks:
+            for a in self.plan.arms:
+                arm = self.arm_for(t, a)
+                for s in self.config.seeds:
+                    out.append(CellJob(t, arm, s, items[t.name],
+                                       fingerprint(t, arm, self.plan.model, backend, s, items[t.name], self.config)))
+        return out
 
     def cid(self, job: CellJob) -> str:
         return cell_id(job.task.name, job.arm.name, self.plan.model.name, job.seed)
@@ -198,6 +218,9 @@ class Grid:
                 self.fail(cid, cdir, f"{type(e).__name__}: {e}", traceback.format_exc())
                 continue
             self.calls += res.model_calls
+            record = self.tuned.get((job.task.name, job.arm.name), (None, None))[1]
+            if record is not None:
+                res = with_tuning(res, record)
             write_cell(cdir, res, job.fingerprint)
             self.errors.pop(cid, None)
             self.done[cid] = [r.to_dict() for r in res.rows]
@@ -231,6 +254,14 @@ class Grid:
                 for s in self.config.seeds:
                     rows.extend(self.done.get(cell_id(t.name, a.name, self.plan.model.name, s), []))
         atomic.write_jsonl(self.run_dir / ROWS, rows)
+
+
+def with_tuning(res: CellResult, record: dict) -> CellResult:
+    """The cell with what --tune chose: its settings on every quality row, the tuning seconds in its costs."""
+    rows = [Row(r.key, dataclasses.replace(r.measure, extra={**r.measure.extra, "settings": record["chosen"]}))
+            if r.measure.kind == "quality" else r for r in res.rows]
+    cost = {**res.cost, "tune": {k: record[k] for k in ("seconds", "chosen", "validation_items")}}
+    return dataclasses.replace(res, rows=rows, cost=cost)
 
 
 def write_cell(cdir: Path, res: CellResult, fp: str) -> None:
@@ -274,6 +305,8 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
         atomic.write_json(run_dir / MANIFEST, manifest)
         log(f"run {run_id}: {len(p.tasks)} task(s) x {len(p.arms)} strategies x {len(config.seeds)} seed(s) on "
             f"{p.model.name}; load average {manifest['hardware']['load_avg']}")
+        if config.tune:
+            grid.tune()
         rounds: list[dict] = []
         if config.until_decided:
             rounds = run_rounds(grid, budget_seconds(config.budget) if config.budget else None)
