@@ -53,6 +53,7 @@ class StrategyResult:
     served: dict = field(default_factory=dict)  # backend and weights format
     training: dict = field(default_factory=dict)  # fine-tuned arms: epochs, convergence, integrity checks
     order: list = field(default_factory=list)  # example ids in the order they were evaluated
+    tuned: dict = field(default_factory=dict)  # --tune: the chosen settings, validation items, seconds
 
     @property
     def seeds(self) -> int:
@@ -203,7 +204,8 @@ def strategy_result(run: Run, task: str, strategy: str, prices: dict, volume: fl
                           sum(int(r.get("n_failed") or 0) for r in mains), items, ledger, costs.price(ledger, prices),
                           _other_metrics(run, task, strategy), diagnostic=run.arm(strategy).diagnostic,
                           outcomes=_outcome_counts(run, task, strategy), served=_served(run, task, strategy),
-                          training=_training(run, task, strategy), order=order)
+                          training=_training(run, task, strategy), order=order,
+                          tuned=next((c.cost["tune"] for c in run.cells_of(task, strategy) if c.cost.get("tune")), {}))
 
 
 def _rate_rows(run: Run, task: str, strategy: str, pattern: re.Pattern) -> dict[str, dict]:

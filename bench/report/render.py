@@ -141,6 +141,7 @@ def _task_section(a: TaskAnalysis, d: dict, plots: dict, run_dir: Path) -> list[
                  f"{num(g.completion_tokens, 0)} | {num(g.peak_rss_mb, 0)} | "
                  f"{params(g.trainable_params, g.trainable_share)} | {money(r.money.setup)} | {money(cost_at(r, a.volume))} |")
     L += _break_even(a, d)
+    L += _tuned(a)
     L += _training(a)
     L += _hallucination(a)
     L += _forgetting(a)
@@ -183,6 +184,20 @@ def _break_even(a: TaskAnalysis, d: dict) -> list[str]:
             "equal": "always equal"}.get(be.kind, "–")
         L.append(f"| {s} | {money(p.money.setup)} / {money(o.money.setup)} | {money(p.money.per_1k)} / "
                  f"{money(o.money.per_1k)} | {at} |")
+    return L
+
+
+def _tuned(a: TaskAnalysis) -> list[str]:
+    tuned = [r for r in a.ordered() if r.tuned]
+    if not tuned:
+        return []
+    L = ["", "### Tuned settings", "", "Chosen per arm on a validation split carved from train (never test); the "
+         "seconds are in the arm's one-off cost.", "", "| strategy | settings | validation items | seconds |",
+         "|---|---|---|---|"]
+    for r in tuned:
+        chosen = "; ".join(f"{part}: " + ", ".join(f"{k}={v}" for k, v in kv.items())
+                           for part, kv in (r.tuned.get("chosen") or {}).items()) or "the defaults"
+        L.append(f"| {r.strategy} | {chosen} | {r.tuned.get('validation_items')} | {num(r.tuned.get('seconds'), 1)} |")
     return L
 
 
