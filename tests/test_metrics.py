@@ -94,3 +94,22 @@ def test_gold_in_output_sees_the_whole_output_and_every_qa_task_gets_it(tmp_path
     assert "gold_in_output" in scorers_for(task)
     gen = load_folder(write_task(tmp_path / "g", meta={"kind": "generation", "metrics": ["rouge"], "main_metric": "rougeL"}))
     assert "gold_in_output" not in scorers_for(gen)
+
+
+def test_a_missing_nltk_is_one_line_not_a_traceback(monkeypatch):
+    import sys
+
+    from bench.errors import BenchError
+    from bench.metrics import text
+
+    monkeypatch.setitem(sys.modules, "nltk", None)
+    monkeypatch.setitem(sys.modules, "nltk.stem.porter", None)
+    monkeypatch.setitem(sys.modules, "nltk.stem.snowball", None)
+    text.stemmer.cache_clear()
+    text._rouge_scorer.cache_clear()
+    try:
+        with pytest.raises(BenchError, match="NLTK"):
+            text.rouge_f("a cat", "the cat", "ru")
+    finally:
+        text.stemmer.cache_clear()
+        text._rouge_scorer.cache_clear()

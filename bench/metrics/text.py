@@ -52,9 +52,13 @@ def stemmer(lang: str):
 
 @lru_cache(maxsize=None)
 def _rouge_scorer(language: str):
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], tokenizer=_Tokenizer(language))
+    tokenizer = _Tokenizer(language)  # first: a missing NLTK is a one-line error, not rouge_score's traceback
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError as e:
+        raise BenchError(f"ROUGE needs rouge-score and NLTK (declared dependencies of bench; missing: {e.name}); "
+                         "run `pip install -e .`") from None
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], tokenizer=tokenizer)
 
 
 def rouge_f(prediction: str, reference: str, language: str = "en") -> dict[str, float]:

@@ -16,9 +16,9 @@ import yaml
 
 from bench.errors import BenchError
 from bench.hashing import sha256_file
-from bench.taskio import MANIFEST
+from bench.taskio import DOCS, MANIFEST, TASK_YAML, TEST, TRAIN
 
-DATA_FILES = ("task.yaml", "train.jsonl", "test.jsonl", "docs.jsonl")
+DATA_FILES = (TASK_YAML, TRAIN, TEST, DOCS)
 
 
 def _line_safe(text: str) -> str:
