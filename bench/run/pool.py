@@ -13,6 +13,7 @@ from bench.models.endpoint import EndpointBackend
 from bench.models.hf import HFBackend
 from bench.models.llama import LlamaBackend
 from bench.models.resolve import ModelSpec
+from bench.models.serving import cuda_bf16, export_record, resolve_format, served_spec
 
 
 class ModelPool:
@@ -29,6 +30,16 @@ class ModelPool:
             return self.config.backend
         return "llama" if spec.kind == "gguf" else "hf"
 
+    def serving(self, spec: ModelSpec) -> dict:
+        """How `spec` is served in this run (backend and weights format), known without loading it."""
+        name = self.backend_name(spec)
+        if name == "llama":
+            fmt = resolve_format(self.config.serve_format)
+            return {"backend": name, "format": fmt, **export_record(spec, self.config.resolved_cache_dir(), fmt)}
+        if name == "hf":
+            return {"backend": name, "format": "bf16" if cuda_bf16() else "fp32"}
+        return {"backend": name, "format": "served by the endpoint"}
+
     def get(self, spec: ModelSpec, backend: Optional[str] = None) -> Backend:
         """The loaded backend for `spec` (loading it on first use)."""
         name = backend or self.backend_name(spec)
@@ -37,9 +48,12 @@ class ModelPool:
             if name == "endpoint":
                 self._loaded[key] = EndpointBackend(spec, self.config.endpoint)
             elif name == "llama":
-                self._loaded[key] = LlamaBackend(spec, threads=self.config.threads)
+                fmt = resolve_format(self.config.serve_format)
+                served, _ = served_spec(spec, self.config.resolved_cache_dir(), fmt)
+                backend = LlamaBackend(served, threads=self.config.threads)
+                backend.weights_format = fmt
+                self._loaded[key] = backend
             else:
-
                 self._loaded[key] = HFBackend(spec, threads=self.config.threads, cache_dir=self.config.resolved_cache_dir())
         return self._loaded[key]
 
