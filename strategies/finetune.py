@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -90,11 +89,9 @@ class _Finetune(FinetuneStrategy):
         base = ctx.backend
         job = self.job(ctx)
         result = train_adapter(job)
-        if ctx.work_dir is not None:
-            Path(ctx.work_dir).mkdir(parents=True, exist_ok=True)
-            for name in (LOG_FILE, PLOT_FILE):
-                if (result.folder / name).is_file():
-                    shutil.copyfile(result.folder / name, Path(ctx.work_dir) / name)
+        for name in (LOG_FILE, PLOT_FILE):  # the cell's folder gets the loss log and plot
+            if (result.folder / name).is_file():
+                ctx.artifacts[name] = result.folder / name
         m = result.meta
         ctx.record_cost(
             "train", method=self.name, wall_seconds=m["wall_seconds"], train_seconds=m["train_seconds"],

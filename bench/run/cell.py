@@ -45,6 +45,7 @@ class CellResult:
     cost: dict
     model_calls: int = 0
     probe_items: dict = field(default_factory=dict)  # per-item probe values, saved as probes.json
+    files: dict = field(default_factory=dict)  # further files of the cell's folder: name -> bytes (loss log, plot)
 
 
 def cell_key(task: Task, arm: Arm, model: ModelSpec, seed: int) -> CellKey:
@@ -70,19 +71,17 @@ def run_cell(
     seed: int,
     cache: GenerationCache,
     pool: ModelPool,
-    work_dir: Optional[Path] = None,
     progress: bool = False,
     strata: Optional[dict[str, str]] = None,
 ) -> CellResult:
     """Compute one cell: every test item of `task` (first `config.limit`) through `arm` on `model` with `seed`.
 
-    work_dir: the cell's folder, where a fine-tune copies its loss log and plot.
     strata: {example_id: SliCK stratum} from the base model, when the run asks for per-stratum rows.
     """
     t0 = time.perf_counter()
     base = LazyBackend(pool, model)
     ctx = CellContext(task=task, config=config, seed=seed, model=model, backend=base, cache=cache,
-                      strategy_key=arm.key, work_dir=work_dir, progress=progress, model_loader=pool.get)
+                      strategy_key=arm.key, progress=progress, model_loader=pool.get)
     calls_before = cache.misses
     key = cell_key(task, arm, model, seed)
 
@@ -160,8 +159,10 @@ def _answer_and_score(task, arm, config, ctx, base, key, strata, cache, pool, ca
     measures += probe_rows
     measures += [Measure(metric=name, value=per_query[name], n=len(latencies), higher_is_better=False, kind="cost")
                  for name in COST_METRICS]
+    files = {name: Path(path).read_bytes() for name, path in ctx.artifacts.items()}
     return CellResult(cell_id(key.task, key.strategy, key.model, key.seed), [Row(key, m) for m in measures],
-                      generations, scores, cost, model_calls=per_query["model_calls"], probe_items=probe_items)
+                      generations, scores, cost, model_calls=per_query["model_calls"], probe_items=probe_items,
+                      files=files)
 
 
 def answer_items(examples: list[Example], arm: Arm, ctx: CellContext, desc: str) -> list[Prediction]:

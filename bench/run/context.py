@@ -41,11 +41,11 @@ class CellContext:
     backend: Backend
     cache: GenerationCache
     strategy_key: str  # canonical strategy name + hash of its params
-    work_dir: Optional[Path] = None  # the cell's folder: train_log.jsonl and other artifacts go here
     costs: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: bool = True
     model_loader: Any = None  # callable(ModelSpec, backend_name) -> Backend, shared across cells
     retrieval: Any = None  # the arm's RetrievalStrategy, so exemplars can get passages the same way
+    artifacts: dict[str, Path] = field(default_factory=dict)  # files for the cell's folder (a fine-tune's loss log)
 
     def gen_params(self, **overrides: Any) -> GenParams:
         """The run's decoding parameters with overrides (the template's stop strings are added per call)."""

@@ -209,7 +209,7 @@ class Grid:
             config = self.config.replace(limit=job.items)
             try:
                 res = run_cell(job.task, job.arm, self.plan.model, config, seed=job.seed, cache=self.cache,
-                               pool=self.pool, work_dir=cdir, progress=self.progress,
+                               pool=self.pool, progress=self.progress,
                                strata=self.strata.get(job.task.name))
             except BenchError as e:  # found only when the cell ran (e.g. an adapter the architecture refuses)
                 self.fail(cid, cdir, str(e), traceback.format_exc())
@@ -271,6 +271,8 @@ def write_cell(cdir: Path, res: CellResult, fp: str) -> None:
     atomic.write_json(cdir / COST, res.cost)
     if res.probe_items:
         atomic.write_json(cdir / PROBES, res.probe_items)
+    for name, data in res.files.items():
+        atomic.write_bytes(cdir / name, data)
     atomic.write_json(cdir / CELL_META, {"fingerprint": fp, "items": res.cost.get("per_query", {}).get("queries")})
     atomic.write_jsonl(cdir / CELL_ROWS, [r.to_dict() for r in res.rows])
     (cdir / ERROR).unlink(missing_ok=True)
