@@ -28,6 +28,7 @@ from typing import Optional
 from bench import importer
 from bench.config import BACKENDS, EXECUTORS, PROBE_SETS, RunConfig
 from bench.errors import BenchError
+from bench.logs import capture, keep, terminal
 from bench.models.resolve import list_models
 from bench.plugins import load_plugins
 from bench.registry import METRICS, STRATEGIES, TASKS
@@ -135,8 +136,11 @@ def config_from_args(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    result = run_grid(cfg, progress=not args.no_progress)
-    report = write_report(result.run_dir)
+    with capture():  # library output goes to results/<run_id>/run.log, not the terminal
+        result = run_grid(cfg, progress=not args.no_progress, log=lambda m: print(m, file=terminal()))
+        keep(result.run_dir)
+        report = write_report(result.run_dir)
+        keep(result.run_dir)
     print()
     for task, table in summary_rows(result.rows).items():
         print(f"{task}  ({table[0]['metric'] if table else '?'}, 95% CI)")

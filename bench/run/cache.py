@@ -40,9 +40,14 @@ def _locked(e: sqlite3.OperationalError) -> bool:
 
 
 class GenerationCache:
-    def __init__(self, path: str | Path | None):
-        """A cache at `path` (a .sqlite file), or an in-memory one for path None."""
+    def __init__(self, path: str | Path | None, journal: bool = False):
+        """A cache at `path` (a .sqlite file), or an in-memory one for path None.
+
+        journal: also keep every (key, generation) put, in `self.journal` (a Ray worker hands them to the
+        driver, whose cache then has them even when the worker's disk is not the driver's).
+        """
         self.path = Path(path) if path else None
+        self.journal: Optional[list[tuple[str, Generation]]] = [] if journal else None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -122,6 +127,8 @@ class GenerationCache:
 
     def put(self, key: str, gen: Generation) -> None:
         value = json.dumps(asdict(replace(gen, cached=False)), ensure_ascii=False)
+        if self.journal is not None:
+            self.journal.append((key, replace(gen, cached=False)))
 
         def write() -> None:
             with self._lock:

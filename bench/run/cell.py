@@ -16,6 +16,7 @@ from typing import Optional
 
 from bench.config import RunConfig
 from bench.errors import BenchError
+from bench.logs import terminal
 from bench.metrics import support
 from bench.metrics.abstention import is_abstention
 from bench.metrics.scoring import aggregate, score_prediction
@@ -59,7 +60,7 @@ def progress_bar(iterable, total: int, desc: str, enabled: bool):
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False, mininterval=1.0, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, leave=False, mininterval=1.0, dynamic_ncols=True, file=terminal())
 
 
 def run_cell(

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 
 from bench.config import RunConfig
 from bench.errors import BenchError
+from bench.logs import terminal
 from bench.models.backend import Backend
 from bench.models.chat import ChatTemplate
 from bench.models.resolve import ModelSpec
@@ -84,7 +85,7 @@ class CellContext:
         if self.progress and desc and todo:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc=desc, leave=False, mininterval=1.0, dynamic_ncols=True)
+            bar = tqdm(total=len(todo), desc=desc, leave=False, mininterval=1.0, dynamic_ncols=True, file=terminal())
         try:
             size = getattr(self.backend, "chunk", None) or CHUNK  # an endpoint: as many as it serves at once
             for start in range(0, len(todo), size):

@@ -24,7 +24,6 @@ import dataclasses
 import re
 import signal
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -54,8 +53,9 @@ from bench.results import (
     versions,
 )
 from bench.run.cache import GenerationCache
-from bench.run.cell import CellResult, progress_bar, run_cell
+from bench.run.cell import CellResult
 from bench.run.context import CellContext
+from bench.run.executors import CellFailure, LocalExecutor, RayExecutor
 from bench.run.pipeline import Arm
 from bench.run.plan import Plan, plan
 from bench.run.pool import LazyBackend, ModelPool
@@ -154,6 +154,7 @@ class Grid:
         self.errors: dict[str, str] = {}
         self.strata: dict[str, dict[str, str]] = {}
         self.tuned: dict[tuple[str, str], tuple[Arm, dict]] = {}  # (task, arm name) -> tuned arm, tuning record
+        self._ray = None
 
     def tune(self) -> None:
         """--tune: every arm of every task at its best settings on a validation split of train (bench.run.tune)."""
@@ -197,26 +198,26 @@ class Grid:
         return False
 
     def run(self, jobs: list[CellJob]) -> None:
-        for job in progress_bar(jobs, len(jobs), "cells", self.progress):
+        """Compute every job whose cell is not on disk under its fingerprint; write each as it finishes."""
+        todo = []
+        for job in jobs:
+            cid = self.cid(job)
+            if self.reusable(job):
+                self.done[cid] = atomic.read_jsonl(cell_dir(self.run_dir, cid) / CELL_ROWS)
+                self.reused += 1
+            else:
+                todo.append(job)
+        if self.config.strata:
+            for t in {j.task.name: j.task for j in todo}.values():
+                if t.name not in self.strata:
+                    self.strata[t.name] = self.slick(t)
+        for job, outcome in self.executor().execute(todo, self.strata):
             cid = self.cid(job)
             cdir = cell_dir(self.run_dir, cid)
-            if self.reusable(job):
-                self.done[cid] = atomic.read_jsonl(cdir / CELL_ROWS)
-                self.reused += 1
+            if isinstance(outcome, CellFailure):
+                self.fail(cid, cdir, outcome.line, outcome.traceback)
                 continue
-            if self.config.strata and job.task.name not in self.strata:
-                self.strata[job.task.name] = self.slick(job.task)
-            config = self.config.replace(limit=job.items)
-            try:
-                res = run_cell(job.task, job.arm, self.plan.model, config, seed=job.seed, cache=self.cache,
-                               pool=self.pool, progress=self.progress,
-                               strata=self.strata.get(job.task.name))
-            except BenchError as e:  # found only when the cell ran (e.g. an adapter the architecture refuses)
-                self.fail(cid, cdir, str(e), traceback.format_exc())
-                continue
-            except Exception as e:  # noqa: BLE001 - a broken cell (model error, out of memory); the next run retries it
-                self.fail(cid, cdir, f"{type(e).__name__}: {e}", traceback.format_exc())
-                continue
+            res = outcome
             self.calls += res.model_calls
             record = self.tuned.get((job.task.name, job.arm.name), (None, None))[1]
             if record is not None:
@@ -225,6 +226,13 @@ class Grid:
             self.errors.pop(cid, None)
             self.done[cid] = [r.to_dict() for r in res.rows]
             self.write_rows()
+
+    def executor(self):
+        if self.config.executor == "ray":
+            if self._ray is None:
+                self._ray = RayExecutor(self.plan.model, self.config, self.cache, self.progress, self.config.ray_address)
+            return self._ray
+        return LocalExecutor(self.plan.model, self.config, self.cache, self.pool, self.progress)
 
     def fail(self, cid: str, cdir: Path, line: str, tb: str) -> None:
         cdir.mkdir(parents=True, exist_ok=True)
