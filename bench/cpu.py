@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass
 from functools import lru_cache
 
-FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8", "fma")
+FLAGS_OF_INTEREST = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ class CpuInfo:
     @property
     def avx512(self) -> bool:
         return "avx512f" in self.flags
+
+    @property
+    def fast_f16(self) -> bool:
+        """f16 weights multiply fast here (F16C conversion with AVX2/AVX-512 FMA: llama.cpp's tinyBLAS kernels)."""
+        return "f16c" in self.flags and ("avx2" in self.flags or self.avx512)
 
     @property
     def bf16(self) -> bool:

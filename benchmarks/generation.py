@@ -1,92 +1,133 @@
-"""Generation overhead of the harness: bench's path against raw llama-cpp-python.
+"""Generation throughput end to end: bench against a plain sequential llama-cpp-python loop on the same prompts.
 
-Same model file, same 50 prompts, same thread count, same decoding, one process. Each prompt runs
-through both paths back to back (alternating which goes first), so load drift hits both equally.
-bench's path is everything a strategy pays per call: template rendering, cache key, cache lookup
-(a miss), llama.cpp generation, cache write. Target ratio >= 0.95.
+200 zero-shot prompts of built-in tasks (default: the first 100 test items of facts and of selfaware),
+greedy, the same max_new_tokens and stop strings, SmolLM2 Q4_1, the same thread count. Both sides are
+timed from nothing loaded to the last answer:
 
-    python benchmarks/generation.py [--prompts 50] [--max-new-tokens 32] [--threads 2]
+- plain: `llama_cpp.Llama(...)` (llama-cpp-python's defaults, the extra buffer types chosen as bench
+  chooses them), then `create_completion` on one prompt after the other;
+- bench, `--bench backend` (default): `LlamaBackend(...)` then `generate_batch` on all prompts (many
+  sequences decoded together; bench.models.llama.BatchDecoder);
+- bench, `--bench run`: the whole `bench run --strategy zero_shot` on the same tasks and items, as a user runs
+  it (a fresh results folder and cache, probes off); its prompts, read back from the cells'
+  generations.jsonl, are then the plain loop's prompts.
+
+Prints completion tokens/s of both, the ratio (target >= 3x), and how many greedy answers are identical.
+The plain loop runs llama.cpp's default attention; `--plain-flash-attn` gives it the attention bench uses
+(flash attention), which makes the two sides' greedy answers comparable token for token.
+
+    python benchmarks/generation.py [--bench backend|run] [--tasks facts,selfaware] [--prompts 200]
+                                    [--max-new-tokens 64] [--threads 2] [--plain-flash-attn]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.config import RunConfig  # noqa: E402
-from bench.models.llama import LlamaBackend, open_llama  # noqa: E402
-from bench.models.resolve import resolve_model  # noqa: E402
-from bench.run.cache import GenerationCache  # noqa: E402
-from bench.run.context import CellContext  # noqa: E402
-from bench.types import GenParams  # noqa: E402
+from formats import header, load, zero_shot_prompts
 
-TOPICS = ["the ocean", "a library", "winter", "bread", "a bicycle", "the moon", "a garden", "coffee", "trains", "music"]
-ASKS = ["Describe {} in one sentence.", "Give two facts about {}.", "Why do people like {}?",
-        "Write a short title about {}.", "What is the history of {}?"]
+from bench.models.llama import LlamaBackend, default_threads, open_llama
+from bench.models.resolve import resolve_model
+from bench.types import GenParams, GenRequest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def prompts(n: int) -> list[list[dict]]:
-    out = []
-    for i in range(n):
-        ask = ASKS[i % len(ASKS)].format(TOPICS[(i // len(ASKS)) % len(TOPICS)])
-        out.append([{"role": "user", "content": f"{ask} (#{i})"}])
-    return out
+def plain_loop(path: str, prompts: list[str], max_new: int, stop: tuple[str, ...], threads: int,
+               flash_attn: bool) -> tuple[float, int, list[str]]:
+    """(seconds, completion tokens, outputs) of a plain llama-cpp-python loop, model load included."""
+    t0 = time.perf_counter()
+    llm = open_llama(path, threads, 4096, flash_attn=flash_attn)
+    outs, tokens = [], 0
+    for p in prompts:
+        r = llm.create_completion(p, max_tokens=max_new, temperature=0.0, top_k=1, seed=0, stop=list(stop) or None)
+        outs.append(r["choices"][0]["text"])
+        tokens += r["usage"]["completion_tokens"]
+    dt = time.perf_counter() - t0
+    llm.close()
+    return dt, tokens, outs
+
+
+def bench_backend(spec, prompts: list[str], max_new: int, threads: int) -> tuple[float, int, list[str], list[str]]:
+    """(seconds, completion tokens, outputs, prompts) of bench's backend: load, then generate_batch on every prompt."""
+    t0 = time.perf_counter()
+    backend = LlamaBackend(spec, threads=threads)
+    params = GenParams(max_new_tokens=max_new, stop=backend.template.stop)
+    gens = backend.generate_batch([GenRequest(p, params, seed=0) for p in prompts])
+    dt = time.perf_counter() - t0
+    backend.close()
+    return dt, sum(g.completion_tokens for g in gens), [g.output for g in gens], prompts
+
+
+def bench_run(tasks: list[str], per_task: int, max_new: int, threads: int) -> tuple[float, int, list[str], list[str]]:
+    """(seconds, completion tokens, outputs, prompts) of a whole `bench run` (zero-shot, fresh cache, no probes).
+
+    The prompts come back from the cells' generations.jsonl, so the plain loop answers exactly what bench answered.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
+        config = Path(tmp) / "run.yaml"
+        config.write_text(json.dumps({"tasks": tasks, "strategies": ["zero_shot"], "model": "smollm2-135m",
+                                      "seeds": [0], "limit": per_task, "probes": "none", "threads": threads,
+                                      "generation": {"max_new_tokens": max_new}}))
+        out = Path(tmp) / "results"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bench", "run", "--config", str(config), "--out", str(out)],
+                       cwd=ROOT, check=True)
+        dt = time.perf_counter() - t0
+        rows = [json.loads(line) for f in sorted(out.glob("*/cells/*/generations.jsonl"))
+                for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return dt, sum(r["completion_tokens"] for r in rows), [r["output"] for r in rows], [r["prompt"] for r in rows]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--prompts", type=int, default=50)
-    ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default="smollm2-135m")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", choices=("backend", "run"), default="backend",
+                    help="bench's side: its backend's generate_batch, or a whole `bench run`")
+    ap.add_argument("--tasks", default="facts,selfaware")
+    ap.add_argument("--prompts", type=int, default=200, help="split equally over the tasks")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="0 = one per physical core")
+    ap.add_argument("--plain-flash-attn", action="store_true", help="the plain loop computes attention as bench does")
     args = ap.parse_args()
 
-    print(f"load average before: {os.getloadavg()}  cpus: {os.cpu_count()}  threads: {args.threads}")
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = resolve_model(args.model, Path(tmp))
-        backend = LlamaBackend(spec, threads=args.threads)
-        raw = open_llama(str(spec.path), args.threads, 4096)
-        ctx = CellContext(task=None, config=RunConfig(), seed=0, model=spec, backend=backend,
-                          cache=GenerationCache(Path(tmp) / "gen.sqlite"), strategy_key="bench#0")
-        params = GenParams(max_new_tokens=args.max_new_tokens)
-        # warm both paths once
-        backend.generate(backend.render(prompts(1)[0]), params, seed=0)
-        raw.create_completion(backend.render(prompts(1)[0]), max_tokens=4, temperature=0.0)
-
-        t_bench = t_raw = 0.0
-        tok_bench = tok_raw = 0
-        for i, msgs in enumerate(prompts(args.prompts)):
-            def run_bench():
-                t0 = time.perf_counter()
-                g = ctx.generate(msgs, params)
-                return time.perf_counter() - t0, g.completion_tokens
-
-            def run_raw():
-                t0 = time.perf_counter()
-                prompt = backend.template.render(msgs)
-                out = raw.create_completion(prompt, max_tokens=args.max_new_tokens, temperature=0.0, top_k=1,
-                                            seed=0)
-                return time.perf_counter() - t0, out["usage"]["completion_tokens"]
-
-            order = (run_bench, run_raw) if i % 2 == 0 else (run_raw, run_bench)
-            for fn in order:
-                dt, n = fn()
-                if fn is run_bench:
-                    t_bench, tok_bench = t_bench + dt, tok_bench + n
-                else:
-                    t_raw, tok_raw = t_raw + dt, tok_raw + n
-        bench_tps, raw_tps = tok_bench / t_bench, tok_raw / t_raw
-        print(f"prompts: {args.prompts}, completion tokens: bench {tok_bench}, raw {tok_raw}")
-        print(f"raw llama-cpp-python: {raw_tps:6.1f} tokens/s ({t_raw:.1f} s)")
-        print(f"bench generation path: {bench_tps:6.1f} tokens/s ({t_bench:.1f} s)")
-        print(f"ratio bench/raw: {bench_tps / raw_tps:.3f}  (target >= 0.95)")
-        print(f"load average after: {os.getloadavg()}")
+    threads = args.threads or default_threads()
+    tasks = [t for t in args.tasks.split(",") if t]
+    per_task = args.prompts // len(tasks)
+    print(header(threads))
+    with tempfile.TemporaryDirectory(prefix="bench-gen-cache-") as cache:
+        spec = resolve_model("smollm2-135m", Path(cache))
+        probe = LlamaBackend(spec, threads=threads)
+        template = probe.template
+        probe.close()
+        if args.bench == "run":
+            t_b, tok_b, out_b, prompts = bench_run(tasks, per_task, args.max_new_tokens, threads)
+        else:
+            prompts = [p for t in tasks for p in zero_shot_prompts(template, t, per_task)]
+            t_b, tok_b, out_b, _ = bench_backend(spec, prompts, args.max_new_tokens, threads)
+        print(f"bench ({args.bench}) done ({load()})", flush=True)
+        t_p, tok_p, out_p = plain_loop(str(spec.path), prompts, args.max_new_tokens, template.stop, threads,
+                                       args.plain_flash_attn)
+    same = sum(a == b for a, b in zip(out_b, out_p))
+    bench_tps, plain_tps = tok_b / t_b, tok_p / t_p
+    print(f"prompts: {len(prompts)} ({', '.join(tasks)} zero-shot), max_new_tokens {args.max_new_tokens}, greedy; "
+          f"completion tokens: bench {tok_b}, plain {tok_p}")
+    print(f"plain llama-cpp-python loop{' (flash attention)' if args.plain_flash_attn else ''}: "
+          f"{plain_tps:6.1f} completion tokens/s ({t_p:.1f} s, model load included)")
+    print(f"bench ({args.bench}):{'':22}{bench_tps:6.1f} completion tokens/s ({t_b:.1f} s, model load included)")
+    print(f"ratio bench/plain: {bench_tps / plain_tps:.2f}x  (target >= 3x)")
+    print(f"identical greedy answers: {same}/{len(prompts)}")
+    print(f"# {load()}")
 
 
 if __name__ == "__main__":

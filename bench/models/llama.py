@@ -70,8 +70,7 @@ def serving_dtype(info: Optional[CpuInfo] = None) -> str:
     and decodes batches faster (benchmarks/formats.py, docs/performance.md). Without AVX2 nothing
     is fast and the smaller q8_0 costs the least memory bandwidth.
     """
-    info = info or cpu_info()
-    return "f16" if (info.avx512 or "avx2" in info.flags) else "q8_0"
+    return "f16" if (info or cpu_info()).fast_f16 else "q8_0"
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -200,6 +199,8 @@ class BatchDecoder:
         self.max_sequences = max_sequences
         self._ctx = None
         self._ctx_shape: Optional[tuple[int, int]] = None
+        self.steps: list[tuple[int, int, float]] = []  # the last generate's llama_decode calls: (prompt tokens,
+        # decoding sequences, seconds), for benchmarks that separate prompt processing from decoding
         self._batch = self.lib.llama_batch_init(N_BATCH, 0, 1)
         self._batch_open = True
         self._piece = ctypes.create_string_buffer(256)
@@ -361,10 +362,14 @@ class BatchDecoder:
         free = list(range(n_seq - 1, -1, -1))
         active: list[_Seq] = []
         filling: list[_Prompt] = []
+        self.steps = []
         t_prev = time.perf_counter()
         if prefix:  # the tokens every prompt starts with, processed once on the last stream
             for start in range(0, len(prefix), N_BATCH):
-                self._decode(ctx, [(prefix[p], p, n_seq, False) for p in range(start, min(len(prefix), start + N_BATCH))])
+                chunk = range(start, min(len(prefix), start + N_BATCH))
+                t0 = time.perf_counter()
+                self._decode(ctx, [(prefix[p], p, n_seq, False) for p in chunk])
+                self.steps.append((len(chunk), 0, time.perf_counter() - t0))
             now = time.perf_counter()
             for s in seqs:
                 s.seconds += (now - t_prev) / len(seqs)
@@ -398,7 +403,9 @@ class BatchDecoder:
                     g.done += take
                     if last:
                         finished.append((g, len(entries) - 1))
+                t0 = time.perf_counter()
                 self._decode(ctx, entries)
+                self.steps.append((len(entries) - len(active), len(active), time.perf_counter() - t0))
                 for out, s in enumerate(list(active)):
                     self._accept(s, lib.llama_sampler_sample(s.sampler, ctx, out))
                 for g, out in finished:
