@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
@@ -51,7 +50,6 @@ def capture(folder: Optional[Path] = None) -> Iterator[Path]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    warnings.simplefilter("default")
     try:
         yield path
     finally:
