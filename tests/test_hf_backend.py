@@ -77,13 +77,21 @@ def reference_generate(model, tokenizer, prompt: str, max_new: int) -> str:
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
-def assert_batch_equals_single(backend, prompts: list[str], params: GenParams = GREEDY) -> list:
-    batched = backend.generate_batch([GenRequest(p, params, seed=0) for p in prompts])
-    for prompt, got in zip(prompts, batched):
-        alone = backend.generate(prompt, params, seed=0)
-        assert got.prompt == prompt
-        assert (got.output, got.completion_tokens, got.prompt_tokens, got.finish_reason) == \
-               (alone.output, alone.completion_tokens, alone.prompt_tokens, alone.finish_reason), prompt[-80:]
+def assert_batch_equals_single(backend, prompts: list[str], params: GenParams = GREEDY, sizes=(8, 64)) -> list:
+    """generate_batch at each batch size (8: several batches; 64: one batch whose short and long prompts
+    run in separate prefill passes joined for decoding) equals generate on each prompt alone."""
+    alone = [backend.generate(p, params, seed=0) for p in prompts]
+    keep = backend.batch_size
+    try:
+        for size in sizes:
+            backend.batch_size = size
+            batched = backend.generate_batch([GenRequest(p, params, seed=0) for p in prompts])
+            for prompt, got, one in zip(prompts, batched, alone):
+                assert got.prompt == prompt
+                assert (got.output, got.completion_tokens, got.prompt_tokens, got.finish_reason) == \
+                       (one.output, one.completion_tokens, one.prompt_tokens, one.finish_reason), (size, prompt[-80:])
+    finally:
+        backend.batch_size = keep
     return batched
 
 
@@ -92,6 +100,8 @@ def test_batched_greedy_equals_one_by_one_over_task_prompts(hf):
     prompts = task_prompts(hf, 30)
     lengths = [hf.count_tokens(p) for p in prompts]
     assert max(lengths) > 3 * min(lengths)  # real padding: long passages beside short questions
+    unique = sorted({tuple(hf.tokenizer(p)["input_ids"]) for p in prompts}, key=len)
+    assert len(hf._length_groups(unique)) > 1 and hf._shared_prefix(unique) > 0  # the paths a full batch takes
     gens = assert_batch_equals_single(hf, prompts)
     assert len({g.output for g in gens}) > 20 and all(g.output.strip() for g in gens)
     assert {g.finish_reason for g in gens} <= {"stop", "length"} and any(g.finish_reason == "stop" for g in gens)

@@ -22,6 +22,7 @@ token is scored and none is counted unscored.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import time
@@ -40,8 +41,16 @@ from bench.types import Generation, GenParams, GenRequest
 BATCH_SIZE = {"cpu": 64, "cuda": 128}  # sequences decoded at once (docs/performance.md: gains flatten beyond)
 MEMORY_SHARE = 0.25  # of the free memory one batch's KV cache and activations may take
 MAX_BATCH_TOKENS = 1 << 17  # padded (prompt + new) tokens of one batch, whatever the free memory
+SHARED_PREFIX_MIN = 8  # tokens all prompts of a batch must share before they are run once for all
+PAD_SLACK = 1.3  # prompts run in one pass while their padded size stays within this factor of their tokens
 PREFIX_TYPES = ("PREFIX_TUNING", "CARTRIDGE")  # peft methods whose virtual tokens live in the KV cache
 EMBEDDING_PROMPT_TYPES = ("PROMPT_TUNING", "P_TUNING")  # peft methods that prepend virtual token embeddings
+
+
+@functools.lru_cache(maxsize=16)
+def _gguf_template(path: Path) -> Optional[str]:
+    """A GGUF's chat template, read once per process (reading a GGUF's metadata takes seconds)."""
+    return gguf_chat_template(path)
 
 
 def template_for(spec: ModelSpec, tokenizer: Any) -> ChatTemplate:
@@ -49,8 +58,7 @@ def template_for(spec: ModelSpec, tokenizer: Any) -> ChatTemplate:
     jinja = None
     if spec.chat is not False:
         if spec.kind == "gguf" and spec.path is not None:
-
-            jinja = gguf_chat_template(spec.path)
+            jinja = _gguf_template(Path(spec.path))
         jinja = jinja or getattr(tokenizer, "chat_template", None)
         if isinstance(jinja, dict):  # several named templates: take the default
             jinja = jinja.get("default")
@@ -128,6 +136,7 @@ class HFBackend(Backend):
         self.core = model.get_base_model() if hasattr(model, "get_base_model") else model  # the transformers model
         self.base = self.core if self.virtual_kind else model  # what every decoding step runs
         self._keep_last = "logits_to_keep" in inspect.signature(self.core.forward).parameters
+        self._sliding_window = bool(getattr(self._config(), "sliding_window", None))
         self.eos_ids = frozenset(self._eos_ids())
         self.max_positions = self._max_positions()
         self.max_batch_tokens = self._batch_tokens()
@@ -291,14 +300,7 @@ class HFBackend(Backend):
         prompts: dict[tuple[int, ...], int] = {}
         row_of = [prompts.setdefault(tuple(s.ids), len(prompts)) for s in seqs]
         unique = list(prompts)
-        width = max(len(p) for p in unique)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(unique), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(unique), width), dtype=torch.long)
-        for j, p in enumerate(unique):
-            ids[j, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[j, width - len(p):] = 1
-        logits, cache, mask = self._prefill(ids.to(self.device), mask.to(self.device))
+        logits, cache, mask = self._prefill(unique)
         shared = [row_of.count(j) for j in range(len(unique))]
         prompt_total = sum(len(p) for p in unique)
         spent = time.perf_counter() - t0
@@ -331,8 +333,99 @@ class HFBackend(Backend):
                 s.seconds += spent / len(active)
         del cache
 
-    def _prefill(self, ids: Any, mask: Any) -> tuple[Any, Any, Any]:
-        """Run the (left-padded) prompts: (last-position logits, KV cache, attention mask over the cache)."""
+    def _prefill(self, prompts: list[tuple[int, ...]]) -> tuple[Any, Any, Any]:
+        """Run the (length-sorted) prompts: (last-position logits, KV cache, attention mask over the cache).
+
+        Prompts of very different lengths run in separate passes (padding a short prompt to a long one
+        costs the long one's compute), and their caches are joined, left-padded, for decoding together.
+        """
+        groups = self._length_groups(prompts)
+        if len(groups) == 1:
+            return self._prefill_group(prompts)
+        parts = [self._prefill_group(g) for g in groups]
+        return self._join(parts) or self._prefill_group(prompts)
+
+    def _length_groups(self, prompts: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
+        """Consecutive runs of the length-sorted prompts whose padded size stays within PAD_SLACK of their tokens
+        (one run on sliding-window models, whose caches are not joined)."""
+        if self._sliding_window:
+            return [prompts]
+        groups: list[list[tuple[int, ...]]] = []
+        real = 0
+        for p in prompts:
+            if groups and len(p) * (len(groups[-1]) + 1) <= PAD_SLACK * (real + len(p)):
+                groups[-1].append(p)
+                real += len(p)
+            else:
+                groups.append([p])
+                real = len(p)
+        return groups
+
+    @staticmethod
+    def _join(parts: list[tuple[Any, Any, Any]]) -> Optional[tuple[Any, Any, Any]]:
+        """One (logits, cache, mask) from several, each cache left-padded to the widest; None when a cache
+        layer is not a plain growing one (then the caller runs the prompts together)."""
+        import torch
+        import torch.nn.functional as F
+
+        caches = [c for _, c, _ in parts]
+        if any(type(layer).__name__ != "DynamicLayer" for c in caches for layer in c.layers):
+            return None
+        width = max(m.shape[1] for _, _, m in parts)
+        joined = caches[0]
+        for i, layer in enumerate(joined.layers):
+            layer.keys = torch.cat([F.pad(c.layers[i].keys, (0, 0, width - c.layers[i].keys.shape[2], 0))
+                                    for c in caches])
+            layer.values = torch.cat([F.pad(c.layers[i].values, (0, 0, width - c.layers[i].values.shape[2], 0))
+                                      for c in caches])
+        mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for _, _, m in parts])
+        return torch.cat([lg for lg, _, _ in parts]), joined, mask
+
+    def _prefill_group(self, prompts: list[tuple[int, ...]]) -> tuple[Any, Any, Any]:
+        """Run prompts of similar length in one pass: (last-position logits, KV cache, attention mask).
+
+        The tokens every prompt starts with (the system turn, shared instructions) run once and their
+        cache is copied to every row; the rest of each prompt follows, left-padded, so a row reads
+        [virtual tokens][shared prefix][padding][its own tokens]. Position ids come from the attention
+        mask, so padding never shifts a sequence.
+        """
+        import torch
+
+        common = self._shared_prefix(prompts)
+        rows = [p[common:] for p in prompts]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, r in enumerate(rows):
+            ids[j, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[j, width - len(r):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        if not common:
+            return self._first_pass(ids, mask)
+        head = torch.tensor([prompts[0][:common]], dtype=torch.long, device=self.device)
+        _, cache, head_mask = self._first_pass(head, torch.ones_like(head))
+        cache.batch_repeat_interleave(len(rows))
+        full = torch.cat([head_mask.expand(len(rows), -1), mask], dim=1)
+        positions = (full.cumsum(-1) - 1).clamp(min=0)[:, -width:]
+        keep = {"logits_to_keep": 1} if self._keep_last else {}
+        out = self.base(input_ids=ids, attention_mask=full, position_ids=positions, past_key_values=cache,
+                        use_cache=True, **keep)
+        return out.logits[:, -1].float(), out.past_key_values, full
+
+    def _shared_prefix(self, prompts: list[tuple[int, ...]]) -> int:
+        """Tokens every prompt starts with, worth running once (0 when fewer than SHARED_PREFIX_MIN, for a
+        single prompt, or on sliding-window models, whose window counts padding in the middle)."""
+        if len(prompts) < 2 or self._sliding_window:
+            return 0
+        first, n = prompts[0], min(len(p) for p in prompts) - 1  # every row keeps a token of its own
+        k = 0
+        while k < n and all(p[k] == first[k] for p in prompts):
+            k += 1
+        return k if k >= SHARED_PREFIX_MIN else 0
+
+    def _first_pass(self, ids: Any, mask: Any) -> tuple[Any, Any, Any]:
+        """The model's first pass over left-padded prompts, where prompt-learning adapters put their virtual
+        tokens: (last-position logits, KV cache, attention mask over the cache)."""
         import torch
 
         full = mask
