@@ -6,6 +6,10 @@ loss, seeded validation slice, early stopping, loss log and plot), caches the re
 `adapt` returns a Backend for evaluation: by default the merged model exported to GGUF and served by
 llama.cpp like every other arm, or (eval_backend: hf) the unmerged adapter through transformers.
 Because adapt() returns a Backend, `lora+rag` and `lora+few_shot` stack with no extra code.
+
+A method names its training loop (`TRAIN_LOOPS`): the shared SFT trainer, DPO or SPIN (preference pairs
+whose rejected side is the model's own answer, generated through the cell's batched, cached generation),
+or gan_prompt's adversarial loop (served by its own transformers backend, the generator before the model).
 """
 
 from __future__ import annotations
@@ -36,13 +40,18 @@ from bench.results import read_json
 from bench.types import Call
 from strategies.base import FinetuneStrategy
 from strategies.training.data import doc_records, sft_records, split_train_val
+from strategies.training.gan_prompt import GanJob, serving_backend, train_gan_prompt
 from strategies.training.methods import METHODS, Method, get_method
+from strategies.training.preference import Answerer, preference_job, train_dpo, train_spin
 from strategies.training.trainer import LOG_FILE, PLOT_FILE, TrainJob, train_adapter
 from strategies.training.weights import load_trained
 
 if TYPE_CHECKING:
     from bench.models.backend import Backend
     from bench.run.context import CellContext
+
+TRAIN_LOOPS = {"sft": train_adapter, "dpo": train_dpo, "spin": train_spin, "gan": train_gan_prompt}  # Method.loop
+SELF_ANSWERS = "self-answers"  # the generation-cache strategy key of a model's own answers to training prompts
 
 
 class _Finetune(FinetuneStrategy):
@@ -73,8 +82,15 @@ class _Finetune(FinetuneStrategy):
             records.extend(doc_records(list(ctx.task.docs)))
         if not self.uses_docs or getattr(p, "include_sft", True):
             records.extend(sft_records(ctx.task, train, template))
-        return TrainJob(ctx.model, self.name, p, records, sft_records(ctx.task, val, template), ctx.seed,
-                        ctx.config.resolved_cache_dir(), threads=ctx.config.threads, progress=False)
+        loop = get_method(self.name).loop
+        cls, extra = TrainJob, {}
+        if loop == "gan":
+            cls, extra = GanJob, {"examples": tuple(train), "val_examples": tuple(val), "answers": self_answers(ctx)}
+        job = cls(ctx.model, self.name, p, records, sft_records(ctx.task, val, template), ctx.seed,
+                  ctx.config.resolved_cache_dir(), threads=ctx.config.threads, progress=False, **extra)
+        if loop in ("dpo", "spin"):  # pairs: the task's `rejected` (dpo) or the base model's own answers
+            job = preference_job(job, train, val, self_answers(ctx), from_task=loop == "dpo")
+        return job
 
     def _template(self, ctx: "CellContext") -> Any:
         """The template the evaluation backend will use (the base backend's, when one is loaded)."""
@@ -88,7 +104,7 @@ class _Finetune(FinetuneStrategy):
     def adapt(self, ctx: "CellContext") -> "Backend":
         base = ctx.backend
         job = self.job(ctx)
-        result = train_adapter(job)
+        result = TRAIN_LOOPS[get_method(self.name).loop](job)
         for name in (LOG_FILE, PLOT_FILE):  # the cell's folder gets the loss log and plot
             if (result.folder / name).is_file():
                 ctx.artifacts[name] = result.folder / name
@@ -104,9 +120,12 @@ class _Finetune(FinetuneStrategy):
             eval_loss_last=m.get("eval_loss_last"), still_improving=m.get("still_improving"), cached=result.cached,
             adapter_key=job.key,
         )
+        ctx.record_cost("train", **m.get("details", {}))  # a loop's own figures (pairs, iterations, discriminator)
         adapted = self.serve(ctx, job, result)
         try:
-            ctx.record_cost("integrity", **integrity(ctx, base, adapted, job, result, self))
+            # ctx.backend is still the base here (the cell sets the adapted one when adapt returns)
+            checks = integrity(dataclasses.replace(ctx, backend=adapted), base, adapted, job, result, self)
+            ctx.record_cost("integrity", **checks)
         except BaseException:
             adapted.close()
             raise
@@ -131,14 +150,30 @@ class _Finetune(FinetuneStrategy):
             ctx.record_cost("serve", backend="llama", format=fmt, gguf_bytes=gguf.stat().st_size, **export,
                             load_seconds=round(time.perf_counter() - t0, 3))
             return backend
-        model, tok = load_trained(ctx.model, cache_dir, method, result.folder / "adapter", merged=False)
-        backend = HFBackend(ctx.model, cache_dir, threads=ctx.config.threads, model=model, tokenizer=tok,
-                            adapter_hash=job.key)
+        if method.kind == "generator":
+            backend = serving_backend(ctx.model, cache_dir, result.folder / "adapter", threads=ctx.config.threads,
+                                      adapter_hash=job.key)
+        else:
+            model, tok = load_trained(ctx.model, cache_dir, method, result.folder / "adapter", merged=False)
+            backend = HFBackend(ctx.model, cache_dir, threads=ctx.config.threads, model=model, tokenizer=tok,
+                                adapter_hash=job.key)
         backend.weights_format = "bf16" if cuda_bf16() else "fp32"
         why = "requested" if p.eval_backend == "hf" else ("not mergeable" if not method.mergeable else "no GGUF source")
         ctx.record_cost("serve", backend="hf", format=backend.weights_format, reason=why,
                         load_seconds=round(time.perf_counter() - t0, 3))
         return backend
+
+
+def self_answers(ctx: "CellContext") -> Answerer:
+    """The model's greedy answers to training prompts (rendered like evaluation prompts) through the cell's
+    batched, cached generation; a backend of None is the cell's base model."""
+
+    def answer(backend: Optional["Backend"], examples: Any, max_new_tokens: int) -> list:
+        greedy = ctx.gen_params(max_new_tokens=max_new_tokens, temperature=0.0)
+        calls = [Call(tuple(build_messages(ctx.task, ex)), greedy) for ex in examples]
+        return dataclasses.replace(ctx, backend=backend or ctx.backend, strategy_key=SELF_ANSWERS).generate_many(calls)
+
+    return answer
 
 
 INTEGRITY_PROMPTS = 8  # test prompts on which a fine-tune is compared with its base (and its merged twin)

@@ -1,9 +1,11 @@
 """The fine-tuning methods of the seeds, each a small recipe over one shared trainer: the one method table.
 
 A `Method` says how to load the base model (plain float, or 4-bit NF4 for QLoRA and LoftQ), which
-parameters train (a peft config, all weights, or the top N blocks), and whether the result can be
-merged back into plain weights (and so exported to GGUF for llama.cpp). `check()` rejects a method the
-architecture cannot take before any training starts.
+parameters train (a peft config, all weights, the top N blocks, or a prompt generator in front of the
+frozen model), which training loop runs (`loop`: the shared SFT trainer, the preference loops of DPO and
+SPIN, or the adversarial loop of gan_prompt), and whether the result can be merged back into plain
+weights (and so exported to GGUF for llama.cpp). `check()` rejects a method the architecture cannot
+take before any training starts.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from bench.errors import BenchError
 from strategies.training.params import (
     AdaLoraParams,
     CptLoraParams,
+    DpoParams,
     FreezeParams,
     FullParams,
+    GanPromptParams,
     IA3Params,
     LoftqParams,
     LoraParams,
     QLoraParams,
+    SftDpoParams,
+    SpinParams,
     VirtualTokenParams,
 )
 
@@ -32,13 +38,14 @@ class Method:
     """One row of the method table: everything that makes a fine-tuning strategy what it is."""
 
     name: str  # the strategy's CLI name
-    kind: str  # "peft" | "full" | "freeze"
+    kind: str  # "peft" | "full" | "freeze" | "generator" (a prompt generator before the frozen model)
     params: type  # its frozen Params dataclass (bench.training.params)
     description: str  # one line for `bench ls strategies`
     quantized: bool = False  # base loaded in 4-bit NF4 (QLoRA, LoftQ)
     mergeable: bool = True  # can be folded into the base weights (and exported to GGUF)
     peft_config: Optional[Callable[[Any, Any, int], Any]] = None  # (params, model, total_steps) -> PeftConfig
     uses_docs: bool = False  # also trains on the task's docs.jsonl (continued pretraining)
+    loop: str = "sft"  # its training loop (strategies/finetune.py: TRAIN_LOOPS): sft, dpo, spin or gan
 
 
 def _targets(p: Any) -> Any:
@@ -115,6 +122,14 @@ _TABLE = (
     Method("freeze", "freeze", FreezeParams, "layer freezing: only the top N transformer blocks train"),
     Method("cpt_lora", "peft", CptLoraParams, "continued pretraining: LoRA on the task's docs (every token) plus "
            "the train split", peft_config=_lora, uses_docs=True),
+    Method("dpo", "peft", DpoParams, "DPO: LoRA trained to prefer the reference answer over a worse one (the "
+           "task's `rejected`, else the base model's own answer)", peft_config=_lora, loop="dpo"),
+    Method("sft_then_dpo", "peft", SftDpoParams, "DPO after one epoch of LoRA SFT on the train split (the SFT "
+           "model is the reference)", peft_config=_lora, loop="dpo"),
+    Method("spin", "peft", SpinParams, "SPIN self-play: LoRA trained, iteration after iteration, to prefer the "
+           "reference answer over its own previous answer", peft_config=_lora, loop="spin"),
+    Method("gan_prompt", "generator", GanPromptParams, "prompt generator trained against a discriminator: soft "
+           "tokens computed from each input for the frozen model (served unmerged)", mergeable=False, loop="gan"),
 )
 METHODS: dict[str, Method] = {m.name: m for m in _TABLE}  # the one table: strategies/finetune.py registers each
 

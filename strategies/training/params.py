@@ -158,5 +158,77 @@ class FreezeParams(TrainParams):
         return super().validate()
 
 
+PREFERENCE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "sigmoid_norm")  # TRL's pairwise losses on the reward gap
+
+
+@dataclass(frozen=True)
+class DpoParams(LoraParams):
+    learning_rate: float = 5e-4  # LoRA on a preference loss: half the SFT rate
+    beta: float = 0.1  # strength of the pull towards the reference model (DPO's beta, SPIN's lambda)
+    loss_type: str = "sigmoid"  # sigmoid = DPO/SPIN's logistic loss; ipo, hinge, robust, sigmoid_norm
+    nll_weight: float = 0.0  # > 0 adds the chosen answers' negative log-likelihood with this weight (RPO)
+    answer_tokens: int = 64  # new tokens of the model's own greedy answers (the rejected side)
+    sft_epochs: float = 0.0  # SFT warm-up (LoRA on the train split) before the preference loss; 0 = none
+
+    def validate(self) -> Optional[str]:
+        if self.beta <= 0:
+            return f"beta must be > 0, got {self.beta}"
+        if self.loss_type not in PREFERENCE_LOSSES:
+            return f"loss_type must be one of {', '.join(PREFERENCE_LOSSES)}, got {self.loss_type!r}"
+        if self.nll_weight < 0:
+            return f"nll_weight must be >= 0 (0 = pure preference loss), got {self.nll_weight}"
+        if not 1 <= self.answer_tokens <= 4096:
+            return f"answer_tokens must be in [1, 4096], got {self.answer_tokens}"
+        if not 0 <= self.sft_epochs <= 100:
+            return f"sft_epochs must be in [0, 100] (0 = no SFT warm-up), got {self.sft_epochs}"
+        return super().validate()
+
+
+@dataclass(frozen=True)
+class SftDpoParams(DpoParams):
+    sft_epochs: float = 1.0
+
+
+@dataclass(frozen=True)
+class SpinParams(DpoParams):
+    iterations: int = 2  # self-play rounds: each answers the train prompts anew and trains against those answers
+    epochs: float = 2.0  # per iteration
+
+    def validate(self) -> Optional[str]:
+        if not 1 <= self.iterations <= 20:
+            return f"iterations must be in [1, 20], got {self.iterations}"
+        return super().validate()
+
+
+@dataclass(frozen=True)
+class GanPromptParams(TrainParams):
+    learning_rate: float = 3e-3  # the generator's
+    num_virtual_tokens: int = 16  # k soft tokens per input (prompt_tuning's default, so the two compare)
+    generator_width: int = 64  # width of the generator's attention over the input embeddings
+    disc_width: int = 64  # hidden width of the discriminator's classifier
+    disc_learning_rate: float = 1e-3
+    adv_weight: float = 0.1  # weight of the adversarial (discriminator-reward) loss beside the answer likelihood
+    answer_tokens: int = 32  # new tokens of the fake answers generated every epoch
+    chance_margin: float = 0.05  # stop once the discriminator's held-out accuracy is within 0.5 +- this
+    eval_backend: str = "hf"  # the generator runs in front of the frozen model: nothing to merge
+
+    def validate(self) -> Optional[str]:
+        if not 1 <= self.num_virtual_tokens <= 512:
+            return f"num_virtual_tokens must be in [1, 512], got {self.num_virtual_tokens}"
+        if not 1 <= self.generator_width <= 4096 or not 1 <= self.disc_width <= 4096:
+            return f"generator_width and disc_width must be in [1, 4096], got {self.generator_width} and {self.disc_width}"
+        if not 0 < self.disc_learning_rate < 1:
+            return f"disc_learning_rate must be in (0, 1), got {self.disc_learning_rate}"
+        if self.adv_weight < 0:
+            return f"adv_weight must be >= 0 (0 = likelihood only), got {self.adv_weight}"
+        if not 1 <= self.answer_tokens <= 4096:
+            return f"answer_tokens must be in [1, 4096], got {self.answer_tokens}"
+        if not 0 <= self.chance_margin < 0.5:
+            return f"chance_margin must be in [0, 0.5), got {self.chance_margin}"
+        if self.eval_backend != "hf":
+            return "eval_backend must be hf: the prompt generator runs in front of the frozen model, nothing merges"
+        return super().validate()
+
+
 def field_names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
