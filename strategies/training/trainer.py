@@ -6,12 +6,15 @@ validation, early stopping and a loss log, and stores the result atomically unde
 `<cache>/adapters/<key>` (key = base sha256 + data sha256 + method + training hyperparameters + seed).
 A second call with the same job trains nothing.
 
-CPU choices (measured in benchmarks/training.py): float32 (no bf16 autocast), no gradient
-checkpointing, padding-free batches (examples flattened into one row), and a fixed torch thread count.
+CPU choices (measured in benchmarks/training.py, docs/finetuning.md "Training throughput"): bf16 autocast
+over float32 master weights where the CPU has native bf16 arithmetic (`bench.cpu.cpu_info().bf16`), float32
+elsewhere; no gradient checkpointing; padding-free batches (examples flattened into one row); the LM head
+scores only the answer tokens; one torch thread per physical core unless told otherwise.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -19,11 +22,13 @@ import shutil
 import tempfile
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bench.atomic import read_jsonl
+from bench.cpu import CpuInfo, cpu_info, physical_cores
 from bench.errors import BenchError
 from bench.hashing import sha256_json
 from bench.models.convert import hf_checkpoint, load_pretrained, weights_location
@@ -125,6 +130,26 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def bf16_autocast(device: str, method: Method, cpu: Optional[CpuInfo] = None) -> bool:
+    """Whether training computes in bf16.
+
+    On a CUDA GPU: when it supports bf16 (the weights are then loaded in bf16). On a CPU: when it has native bf16
+    arithmetic (AVX-512 BF16 or AMX-BF16, from `bench.cpu.cpu_info()`): the weights stay float32 (the master copy
+    the optimizer updates) and the forward runs under bf16 autocast, whose matmuls are faster there; without
+    native bf16 it is emulated and slower, so float32 stays. 4-bit bases keep their float32 compute dtype on CPU.
+    """
+    if device == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_bf16_supported())
+    return (cpu or cpu_info()).bf16 and not method.quantized
+
+
+def train_threads(job: TrainJob) -> int:
+    """Torch threads for training: the method's `threads`, else the run's, else one per physical core."""
+    return job.params.threads or job.threads or physical_cores()
+
+
 def _steps_per_epoch(p: Any, n_train: int) -> int:
     return max(1, math.ceil(n_train / (p.batch_size * p.grad_accum)))
 
@@ -165,7 +190,7 @@ def train_adapter(job: TrainJob) -> TrainResult:
         return hit
     import torch
 
-    threads = job.params.threads or job.threads or (os.cpu_count() or 1)
+    threads = train_threads(job)
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     folder = job.folder
@@ -199,8 +224,8 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
     set_global_seed(job.seed)
     t_start = time.perf_counter()
     load_kwargs: dict = {"dtype": torch.float32}
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    if bf16 and not method.quantized:
+    bf16 = bf16_autocast(device, method)
+    if bf16 and device == "cuda" and not method.quantized:
         load_kwargs["dtype"] = torch.bfloat16
     if method.quantized:
         load_kwargs["quantization_config"] = quantization_config(device)
@@ -275,6 +300,7 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
         processing_class=tok, callbacks=callbacks,
     )
     _quiet_logs(trainer, job.progress)
+    head_rows = "labelled" if device == "cpu" and score_labelled_tokens_only(trainer.model) else "all"
     if device == "cpu":  # TRL casts QLoRA adapters to bf16 (a GPU recipe); keep float32 on CPU
         for prm in trainer.model.parameters():
             if prm.requires_grad and prm.dtype != torch.float32:
@@ -307,7 +333,8 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
     meta = {
         "method": job.method, "base": job.spec.name, "base_sha256": job.spec.sha256, "key": job.key,
         "seed": job.seed, "device": device, "threads": threads, "mergeable": method.mergeable,
-        "quantized": method.quantized,
+        "quantized": method.quantized, "cpu": cpu_info().summary() if device == "cpu" else None,
+        "compute_dtype": "bfloat16" if bf16 else "float32", "lm_head_rows": head_rows,
         "wall_seconds": round(time.perf_counter() - t_start, 3), "train_seconds": round(train_seconds, 3),
         "peak_rss_mb": round(rss.peak_kb / 1024, 1), "peak_cuda_mb": round(peak_cuda, 1),
         "trainable_params": trainable, "total_params": total,
@@ -327,6 +354,50 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
     shutil.rmtree(out / "_trainer", ignore_errors=True)
     del trainer, model
     return meta, rows
+
+
+def score_labelled_tokens_only(model: Any) -> bool:
+    """Make TRL's fused LM head project only the positions that carry a label; returns whether it did.
+
+    With answer-only loss most positions are prompt tokens whose next-token scores are thrown away. TRL skips them
+    only where its Triton kernel runs (CUDA/XPU); on a CPU it projects every position through the whole vocabulary
+    (49k rows for SmolLM2), forward and twice in backward: about a third of a training step on the demo data,
+    where prompts are ~90% of the tokens. This forward gives the same loss, per-token outputs and gradients from the labelled rows only.
+    Models whose head scales its logits (logit_scale and kin) or that add a router loss keep TRL's forward.
+    """
+    from trl.kernels.chunked_logprob import OPTIONAL_OUTPUTS, ChunkedLogProbFunction
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE, FusedCausalLMOutput
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = base.config.get_text_config()
+    scaled = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling", "output_router_logits")
+    if any(getattr(cfg, k, None) for k in scaled) or base.get_output_embeddings() is None:
+        return False
+    softcap = getattr(cfg, "final_logit_softcapping", None)
+    trl_forward = base.forward
+    outputs = ("log_probs",) + tuple(OPTIONAL_OUTPUTS)  # whatever TRL's loss or metrics read; cheap on few rows
+
+    @functools.wraps(type(base).forward)  # generate() checks its kwargs against this signature
+    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
+        if not fused_lm_head or labels is None or shift_labels is not None:
+            return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
+                               num_items_in_batch=num_items_in_batch, **kwargs)
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        labels = labels[:, 1:].to(hidden.device)
+        mask = labels != -100
+        head = self.get_output_embeddings()
+        rows = ChunkedLogProbFunction.apply(hidden[mask], head.weight, head.bias, labels[mask], 1.0,
+                                            _CHUNKED_LOGPROB_CHUNK_SIZE, softcap, 1.0, outputs)
+        # masked_scatter keeps an all-masked batch connected to the graph (a differentiable zero)
+        log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1 = (
+            None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x) for x in rows)
+        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, log_sum_sq_probs=log_sum_sq_probs,
+                                   mean_logits=mean_logits, is_top1=is_top1, label_mask=mask)
+
+    base.forward = types.MethodType(forward, base)
+    return True
 
 
 def _quiet_logs(trainer, progress: bool) -> None:
