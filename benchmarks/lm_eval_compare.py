@@ -213,8 +213,8 @@ def end_to_end_bench(task_arg: str, prompts: list[str], cache: Path, max_new: in
     (out / ".cache").mkdir(parents=True)
     (out / ".cache" / "models").symlink_to((cache / "models").resolve(), target_is_directory=True)
     cmd = [sys.executable, "-m", "bench", "run", "--task", task_arg, "--strategy", "zero_shot",
-           "--backend", backend, "--limit", str(len(prompts)), "--max-new-tokens", str(max_new), "--threads", str(threads),
-           "--probes", "none", "--out", str(out), "--no-progress"]
+           "--backend", backend, "--limit", str(len(prompts)), "--max-new-tokens", str(max_new),
+           "--threads", str(threads), "--probes", "none", "--out", str(out), "--no-progress"]
     seconds = timed_process(cmd, dict(os.environ))
     (gen_file,) = list(out.rglob("generations.jsonl"))
     rows = [json.loads(line) for line in gen_file.read_text(encoding="utf-8").splitlines()]
@@ -293,7 +293,8 @@ def main() -> None:
             runs.append(ref)
             print(f"  {ref.name}: {ref.seconds:.1f} s", flush=True)
             for backend in ("hf", "auto"):
-                runs.append(end_to_end_bench(args.task, prompts, cache, args.max_new_tokens, args.threads, backend, work))
+                runs.append(end_to_end_bench(args.task, prompts, cache, args.max_new_tokens, args.threads, backend,
+                                             work))
                 print(f"  {runs[-1].name}: {runs[-1].seconds:.1f} s", flush=True)
         else:
             for b in ints(args.hf_batch_sizes) or [0]:
