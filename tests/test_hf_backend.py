@@ -107,6 +107,13 @@ def test_batched_greedy_equals_one_by_one_over_task_prompts(hf):
     assert {g.finish_reason for g in gens} <= {"stop", "length"} and any(g.finish_reason == "stop" for g in gens)
 
 
+def test_chat_template_is_the_ggufs(spec, hf):
+    from bench.models.convert import gguf_chat_template
+
+    assert hf.template.jinja == gguf_chat_template(spec.path)  # read from the conversion's record, not the GGUF
+    assert hf.render([{"role": "user", "content": "Hi"}]).endswith("<|im_start|>assistant\n")
+
+
 def test_greedy_equals_transformers_generate(hf):
     for prompt in task_prompts(hf, 4)[:3]:
         assert hf.generate(prompt, GREEDY, seed=0).output == reference_generate(hf.model, hf.tokenizer, prompt, 12)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from bench.errors import BenchError
 from bench.hashing import sha256_dir, sha256_json
 from bench.models.backend import Backend
 from bench.models.chat import ChatTemplate
-from bench.models.convert import gguf_chat_template, load_pretrained
+from bench.models.convert import SOURCE_FILE, gguf_chat_template, load_pretrained
 from bench.models.resolve import ModelSpec
 from bench.types import Generation, GenParams, GenRequest
 
@@ -49,8 +50,22 @@ EMBEDDING_PROMPT_TYPES = ("PROMPT_TUNING", "P_TUNING")  # peft methods that prep
 
 @functools.lru_cache(maxsize=16)
 def _gguf_template(path: Path) -> Optional[str]:
-    """A GGUF's chat template, read once per process (reading a GGUF's metadata takes seconds)."""
+    """A GGUF's chat template, read once per process (parsing a GGUF's metadata takes seconds)."""
     return gguf_chat_template(path)
+
+
+def _gguf_template_of(spec: ModelSpec, tokenizer: Any) -> Optional[str]:
+    """The GGUF's chat template: as recorded in the safetensors conversion the tokenizer was loaded from
+    (bench.models.convert writes it there), else read from the GGUF itself."""
+    source = Path(getattr(tokenizer, "name_or_path", "") or ".") / SOURCE_FILE
+    if source.is_file():
+        try:
+            recorded = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded.get("sha256") == spec.sha256 and "chat_template" in recorded:
+            return recorded["chat_template"]
+    return _gguf_template(Path(spec.path))
 
 
 def template_for(spec: ModelSpec, tokenizer: Any) -> ChatTemplate:
@@ -58,7 +73,7 @@ def template_for(spec: ModelSpec, tokenizer: Any) -> ChatTemplate:
     jinja = None
     if spec.chat is not False:
         if spec.kind == "gguf" and spec.path is not None:
-            jinja = _gguf_template(Path(spec.path))
+            jinja = _gguf_template_of(spec, tokenizer)
         jinja = jinja or getattr(tokenizer, "chat_template", None)
         if isinstance(jinja, dict):  # several named templates: take the default
             jinja = jinja.get("default")
