@@ -39,7 +39,7 @@ from bench.models.convert import SOURCE_FILE, gguf_chat_template, load_pretraine
 from bench.models.resolve import ModelSpec
 from bench.types import Generation, GenParams, GenRequest
 
-BATCH_SIZE = {"cpu": 64, "cuda": 128}  # sequences decoded at once (docs/performance.md: gains flatten beyond)
+BATCH_SIZE = {"cpu": 64, "cuda": 128}  # sequences decoded at once (CPU: 64 beat 32 and 16, docs/performance.md)
 MEMORY_SHARE = 0.25  # of the free memory one batch's KV cache and activations may take
 MAX_BATCH_TOKENS = 1 << 17  # padded (prompt + new) tokens of one batch, whatever the free memory
 SHARED_PREFIX_MIN = 8  # tokens all prompts of a batch must share before they are run once for all
