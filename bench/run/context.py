@@ -30,7 +30,7 @@ from bench.seeding import derive_seed
 from bench.types import Call, Example, Generation, GenParams, GenRequest, Passage, Task
 
 PLAIN = ChatTemplate()  # the plain completion template (### Instruction / ### Response)
-CHUNK = 32  # requests handed to the backend at once; the cache is written after each chunk
+CHUNK = 64  # requests handed to a backend at once unless it says (chunk, batch_size); cached after each chunk
 
 
 @dataclass
@@ -87,7 +87,8 @@ class CellContext:
 
             bar = tqdm(total=len(todo), desc=desc, leave=False, mininterval=1.0, dynamic_ncols=True, file=terminal())
         try:
-            size = getattr(self.backend, "chunk", None) or CHUNK  # an endpoint: as many as it serves at once
+            # an endpoint: as many as it serves at once; transformers: its batch size; else CHUNK
+            size = getattr(self.backend, "chunk", None) or getattr(self.backend, "batch_size", None) or CHUNK
             for start in range(0, len(todo), size):
                 chunk = todo[start:start + size]
                 gens = self.backend.generate_batch([reqs[i] for i in chunk])
