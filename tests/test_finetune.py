@@ -68,7 +68,7 @@ def make_ctx(task, spec, cache_dir, tmp_path, name, params, backend=None, seed=0
     cfg = RunConfig(cache_dir=str(cache_dir), threads=2).with_params({name: params}, "test")
     strat = STRATEGIES.get(name)(cfg.params_for(name, STRATEGIES.get(name).Params))
     ctx = CellContext(task=task, config=cfg, seed=seed, model=spec, backend=backend, cache=GenerationCache(None),
-                      strategy_key=f"{name}#test", work_dir=tmp_path)
+                      strategy_key=f"{name}#test")
     return strat, ctx
 
 
@@ -157,10 +157,10 @@ def test_lora_lowers_loss_and_logs(lora_run):
     assert cost["cached"] is False and cost["steps"] == 4
     assert cost["eval_loss_best"] < cost["eval_loss_before"]
     assert 0 < cost["trainable_share"] < 0.1 and cost["tokens"] > 0 and cost["peak_rss_mb"] > 0
-    rows = [json.loads(l) for l in (ctx.work_dir / "train_log.jsonl").read_text().splitlines()]
+    rows = [json.loads(l) for l in ctx.artifacts["train_log.jsonl"].read_text().splitlines()]
     assert any("loss" in r for r in rows) and any("eval_loss" in r for r in rows)
     assert all("step" in r and "epoch" in r for r in rows)
-    assert (ctx.work_dir / "loss.png").stat().st_size > 1000
+    assert ctx.artifacts["loss.png"].stat().st_size > 1000
 
 
 @pytest.mark.slow

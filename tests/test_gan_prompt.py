@@ -32,10 +32,10 @@ ROWS = [("temp", "What temperature is freezer hall B kept at?", "minus 28 degree
         ("gloves", "What colour are the blast freezer gloves?", "orange"),
         ("limit", "How many minutes may a worker stay in the blast freezer?", "20 minutes"),
         ("halls", "How many storage halls are there?", "five")]
-# two epochs of one step each (4 train items, batch 4): the discriminator's held-out accuracy is measured
+# two epochs of one step each (5 train items, batch 5): the discriminator's held-out accuracy is measured
 # on the second epoch's fresh fakes
-SMALL = {"max_steps": 0, "epochs": 2, "batch_size": 4, "max_length": 64, "val_fraction": 0.34, "eval_every": 1,
-         "threads": 2, "num_virtual_tokens": 4, "answer_tokens": 12, "chance_margin": 0.0, "patience": 0}
+SMALL = {"max_steps": 0, "epochs": 2, "batch_size": 5, "max_length": 64, "val_fraction": 0.2, "eval_every": 1,
+         "threads": 2, "num_virtual_tokens": 4, "answer_tokens": 8, "chance_margin": 0.0, "patience": 0}
 
 
 # -- the networks (no model) ---------------------------------------------------------------------------------------
@@ -100,8 +100,7 @@ def gan_run(smollm, cache_dir, tmp_path_factory):
 
     train = [{"id": i, "instruction": q, "input": "", "output": a} for i, q, a in ROWS]
     test = [{"id": "t1", "instruction": "Who is the night shift manager?", "input": "", "output": "Ingrid Solberg"},
-            {"id": "t2", "instruction": "How many storage halls are there?", "input": "", "output": "five"},
-            {"id": "t3", "instruction": "What colour are the blast freezer gloves?", "input": "", "output": "orange"}]
+            {"id": "t2", "instruction": "How many storage halls are there?", "input": "", "output": "five"}]
     task = load_folder(write_task(tmp_path_factory.mktemp("gantask") / "gan", train=train, test=test,
                                   meta={"instruction": "Answer with a short phrase."}))
     on_disk = sha256_dir(hf_checkpoint(smollm, cache_dir))
@@ -120,7 +119,7 @@ def gan_run(smollm, cache_dir, tmp_path_factory):
 def test_gan_prompt_logs_both_losses_and_the_discriminator(gan_run):
     ctx, _, _, _ = gan_run
     train = ctx.costs["train"]
-    assert train["cached"] is False and train["steps"] == 2 and train["stop_reason"] == "epoch limit"
+    assert train["steps"] == 2 and train["stop_reason"] == "epoch limit"
     first, second = train["gan_epochs"]
     assert first["disc_accuracy_heldout"] is None and 0.0 <= second["disc_accuracy_heldout"] <= 1.0
     assert first["generator"] != second["generator"]  # fakes come from the generator of each epoch
@@ -163,7 +162,7 @@ def test_served_generator_batches_like_single_calls_and_changes_answers(gan_run)
     assert adapted.name == "hf" and ctx.costs["serve"]["backend"] == "hf"
     assert ctx.costs["integrity"]["changed_vs_base"] > 0
     prompts = [adapted.render(build_messages(ctx.task, ex)) for ex in ctx.task.test]
-    params = ctx.gen_params(max_new_tokens=8, temperature=0.0)
+    params = ctx.gen_params(max_new_tokens=6, temperature=0.0)
     batched = adapted.generate_batch([GenRequest(p, params, 0) for p in prompts])
     single = [adapted.generate(p, params, 0) for p in prompts]
     assert [g.output for g in batched] == [g.output for g in single]

@@ -4,7 +4,7 @@ Pairs come from the task's `rejected` field or from the base model's own greedy 
 to the reference is no pair), the rejected answers are part of the cache key, DPO trains through adapt()
 and is served as a merged GGUF whose answers differ from the base's, sft_then_dpo starts from the cached
 SFT adapter, and SPIN's second iteration starts from the first iteration's model and learns against the
-answers of that model. Training settings are tiny: a step or two on a handful of examples.
+answers of that model. Training settings are tiny: a step per round on a handful of examples.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ ROWS = [("temp", "What temperature is freezer hall B kept at?", "minus 28 degree
         ("gloves", "What colour are the blast freezer gloves?", "orange"),
         ("limit", "How many minutes may a worker stay in the blast freezer?", "20 minutes"),
         ("halls", "How many storage halls are there?", "five")]
-# a few steps at a high rate, so that a step or two visibly moves a 135M model
-SMALL = {"max_steps": 2, "batch_size": 2, "max_length": 64, "val_fraction": 0.34, "eval_every": 2, "threads": 2,
-         "learning_rate": 2e-3, "answer_tokens": 24}
+# one step per round at a high rate, enough to visibly move a 135M model
+SMALL = {"max_steps": 1, "batch_size": 2, "max_length": 64, "val_fraction": 0.2, "eval_every": 1, "threads": 2,
+         "learning_rate": 3e-3, "answer_tokens": 16}
 
 
 # -- pairs and keys (no model) -------------------------------------------------------------------------------------
@@ -165,8 +165,8 @@ def test_dpo_trains_serves_merged_and_answers_differently(smollm, cache_dir, tas
     adapted = strat.adapt(ctx)
     try:
         train = ctx.costs["train"]
-        assert train["cached"] is False and train["steps"] == 2
-        assert train["pairs"]["generated"] == 6 and train["pairs"]["pairs"] + train["pairs"]["identical"] == 4
+        assert train["steps"] == 1
+        assert train["pairs"]["generated"] == 6 and train["pairs"]["pairs"] + train["pairs"]["identical"] == 5
         assert train["eval_loss_before"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at the start
         assert train["eval_loss_best"] < train["eval_loss_before"] and train["reward_margin"] > 0
         assert ctx.costs["serve"]["backend"] == "llama" and adapted.model_id != base.model_id
@@ -185,7 +185,7 @@ def test_sft_then_dpo_starts_from_the_cached_sft_adapter(smollm, cache_dir, task
     from bench.models.convert import load_pretrained
     from strategies.training.preference import adapter_hash, train_dpo
 
-    params = {**SMALL, "max_steps": 1, "eval_every": 0, "val_fraction": 0.0}
+    params = {**SMALL, "val_fraction": 0.0}
     strat, ctx = make_ctx(task, smollm, cache_dir, "sft_then_dpo", params, base)
     result = train_dpo(strat.job(ctx))
     details = result.meta["details"]
@@ -200,20 +200,20 @@ def test_sft_then_dpo_starts_from_the_cached_sft_adapter(smollm, cache_dir, task
 @pytest.mark.slow
 def test_spin_second_iteration_starts_from_the_first_iterations_model(smollm, cache_dir, task, base):
     from bench.hashing import sha256_json
+    from strategies.training.preference import train_spin
 
-    params = {**SMALL, "max_steps": 1, "iterations": 2, "eval_every": 1}
+    params = {**SMALL, "max_steps": 1, "iterations": 2, "val_fraction": 0.0}
     strat, ctx = make_ctx(task, smollm, cache_dir, "spin", params, base)
-    adapted = strat.adapt(ctx)
-    try:
-        first, second = ctx.costs["train"]["iterations"]
-        assert first["generator"] == "base"  # iteration 1 learns against the base model's answers
-        assert second["start_adapter"] == first["end_adapter"] != first["start_adapter"]
-        # iteration 2 learns against the answers of iteration 1's model, generated under its own model id
-        assert second["generator"] == sha256_json([smollm.sha256, first["end_adapter"]]) != base.model_id
-        assert second["end_adapter"] != second["start_adapter"] and ctx.costs["train"]["steps"] == 2
-        for it in (first, second):
-            assert it["eval_loss_before"] == pytest.approx(0.6931, abs=1e-3)  # each starts equal to its reference
-            assert it["reward_accuracy"] is not None and "val_exact_after" in it
-        assert ctx.costs["integrity"]["changed_vs_base"] > 0
-    finally:
-        adapted.close()
+    result = train_spin(strat.job(ctx))
+    first, second = result.meta["details"]["iterations"]
+    assert first["generator"] == "base" and first["answers_changed"] is None  # round 1: the base model's answers
+    assert second["start_adapter"] == first["end_adapter"] != first["start_adapter"]
+    # round 2 plays against the answers of round 1's model, generated under that model's own id, which
+    # answers some training prompts differently from the base
+    assert second["generator"] == sha256_json([smollm.sha256, first["end_adapter"]]) != base.model_id
+    assert second["answers_changed"] > 0 and second["end_adapter"] != second["start_adapter"]
+    rows = [json.loads(x) for x in (result.folder / "train_log.jsonl").read_text().splitlines()]
+    losses = [(r["iteration"], r["step"], r["loss"]) for r in rows if "loss" in r]
+    # each round's first step starts from a model equal to its reference (the previous round's): loss ln 2
+    assert [(i, s) for i, s, _ in losses] == [(1, 1), (2, 2)]
+    assert all(loss == pytest.approx(0.6931, abs=1e-3) for _, _, loss in losses)

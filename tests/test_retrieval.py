@@ -51,7 +51,7 @@ def make_ctx(task: Task, tmp_path, params: dict | None = None, strategy: str = "
     if params:
         cfg = cfg.with_params({"rag": params}, "test")
     return CellContext(task=task, config=cfg, seed=0, model=None, backend=None, cache=GenerationCache(None),
-                       strategy_key=f"{strategy}#x", work_dir=tmp_path, progress=False)
+                       strategy_key=f"{strategy}#x", progress=False)
 
 
 def rag_for(ctx: CellContext):
@@ -180,7 +180,7 @@ def test_stacked_arms_retrieve_identical_passages(planted_task, tmp_path):
         arm = parse_arm(spec, cfg)
         assert arm.retrieval.params == cfg.params_for("rag", RagParams)
         ctx = CellContext(task=planted_task, config=cfg, seed=0, model=None, backend=None, cache=GenerationCache(None),
-                          strategy_key=arm.key, work_dir=tmp_path, progress=False)
+                          strategy_key=arm.key, progress=False)
         arm.retrieval.prepare(ctx)
         got[spec] = [arm.retrieval.retrieve(ex, ctx) for ex in planted_task.test]
     first = got["rag"]

@@ -22,7 +22,8 @@ discriminator is the reward of RLAIF). Here:
 - training stops at the step or epoch limit, when validation loss (answer NLL on the held-out slice) has
   not improved for `patience` evaluations (the best generator is kept), when the discriminator's balanced
   accuracy on the held-out pairs, measured on each epoch's fresh fakes before it trains on them, settles
-  within `chance_margin` of 0.5, or when no fake is left (every answer equals the reference).
+  within `chance_margin` of 0.5 for CHANCE_EPOCHS epochs in a row (one epoch near chance on a few pairs
+  can be luck), or when no fake is left (every answer equals the reference).
 
 The frozen model's weights never change (they are hashed before and after; meta.json records both). The
 generator and the discriminator are saved with safetensors; `GanPromptBackend`, the transformers backend
@@ -45,7 +46,6 @@ from bench.models.hf import HFBackend
 from bench.models.resolve import ModelSpec
 from bench.seeding import rng, set_global_seed
 from bench.types import Example, Generation
-from strategies.training.callbacks import plot_losses
 from strategies.training.data import Record
 from strategies.training.preference import Answerer, train_in_cache
 from strategies.training.trainer import LOG_FILE, PLOT_FILE, TrainJob, TrainResult, plan_check
@@ -54,6 +54,7 @@ from strategies.training.trainer import _PeakRss as PeakRss
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 CONFIG_FILE = "generator.json"
+CHANCE_EPOCHS = 2  # epochs in a row the discriminator must stay near chance before training stops
 
 
 @dataclass
@@ -435,8 +436,9 @@ def _train(job: GanJob, out: Path, threads: int) -> tuple[dict, list[dict]]:
     dim = embed.embedding_dim
     generator_cls, disc_cls = _modules()
     start_ids = rng(job.seed, "gan_prompt-init").sample(range(embed.num_embeddings), p.num_virtual_tokens)
-    gen = generator_cls(dim, p.num_virtual_tokens, p.generator_width,
-                        init=embed.weight[torch.tensor(start_ids)].detach().float()).to(device)
+    with torch.no_grad():  # through the embedding module: models that scale their embeddings (Gemma) scale these too
+        init = embed(torch.tensor(start_ids, device=device)).float()
+    gen = generator_cls(dim, p.num_virtual_tokens, p.generator_width, init=init).to(device)
     disc = disc_cls(dim, p.disc_width).to(device)
     game = _Game(llm, tok, gen, disc, device)
     items = _items(tok, job.examples, job.train, p.max_length)
@@ -466,7 +468,7 @@ def _train(job: GanJob, out: Path, threads: int) -> tuple[dict, list[dict]]:
         with log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
-    step, epoch_no, baseline, tokens = 0, 0, None, 0
+    step, epoch_no, baseline, tokens, near_chance = 0, 0, None, 0, 0
     best_loss = game.nll(val, max(p.batch_size, 8))
     loss_before, best_step, best_epoch, bad = best_loss, 0, 0.0, 0
     best_state = {k: v.detach().clone() for k, v in gen.state_dict().items()}
@@ -491,7 +493,9 @@ def _train(job: GanJob, out: Path, threads: int) -> tuple[dict, list[dict]]:
             if n_fakes == 0:
                 stop = "no fakes: every answer equals the reference"
                 break
-            if epoch_no > 1 and heldout_acc is not None and abs(heldout_acc - 0.5) <= p.chance_margin:
+            at_chance = epoch_no > 1 and heldout_acc is not None and abs(heldout_acc - 0.5) <= p.chance_margin
+            near_chance = near_chance + 1 if at_chance else 0
+            if near_chance >= CHANCE_EPOCHS:
                 stop = "discriminator at chance"
                 break
             order = list(range(len(items)))
@@ -545,6 +549,8 @@ def _train(job: GanJob, out: Path, threads: int) -> tuple[dict, list[dict]]:
     llm_after = weights_sha256(llm)
     if llm_after != llm_before:
         raise BenchError(f"strategy {job.method}: the frozen model's weights changed while training; report this bug")
+    from strategies.training.callbacks import plot_losses  # transformers: only when a generator trains
+
     plot_losses(rows, out / PLOT_FILE, title=f"{job.method} on {job.spec.name}")
     trainable = sum(t.numel() for t in gen.parameters())
     total = sum(t.numel() for t in llm.parameters()) + trainable

@@ -42,7 +42,6 @@ from bench.models.convert import load_pretrained
 from bench.models.hf import HFBackend
 from bench.seeding import set_global_seed
 from bench.types import Example, Generation
-from strategies.training.callbacks import BestOnValidation, JsonlLog, plot_losses
 from strategies.training.data import Record
 from strategies.training.methods import Method
 from strategies.training.params import LoraParams, field_names
@@ -169,7 +168,7 @@ def train_in_cache(job: TrainJob, run: Callable[[Path, int], tuple[dict, list[di
 def train_dpo(job: PreferenceJob) -> TrainResult:
     """DPO on the job's pairs (after the SFT warm-up when `sft_epochs > 0`), or the cached result."""
     method = plan_check(job)
-    return train_in_cache(job, lambda out, threads: _train(job, method, out, threads, iterations=1))
+    return train_in_cache(job, lambda out, threads: _train(job, method, out, threads, iterations=1, self_play=False))
 
 
 def train_spin(job: PreferenceJob) -> TrainResult:
@@ -178,7 +177,7 @@ def train_spin(job: PreferenceJob) -> TrainResult:
     if job.answers is None:
         raise BenchError(f"strategy {job.method}: self-play needs a way to generate the model's answers")
     return train_in_cache(job, lambda out, threads: _train(job, method, out, threads,
-                                                           iterations=job.params.iterations))
+                                                           iterations=job.params.iterations, self_play=True))
 
 
 def warmup_job(job: TrainJob) -> TrainJob:
@@ -214,23 +213,28 @@ def _rows(tok: Any, records: Sequence[Record], rejected: Sequence[str], max_leng
     return rows
 
 
-class _IterationLog(JsonlLog):
-    """The shared loss log, with the SPIN iteration on every row and steps and epochs counted across iterations."""
+def _iteration_log(path: Path) -> Any:
+    """The shared loss log, with the SPIN iteration on every row and steps and epochs counted across iterations
+    (a callback of transformers, so defined when a preference arm trains, not when the plugin loads)."""
+    from strategies.training.callbacks import JsonlLog
 
-    iteration = 1
-    step_offset = 0
-    epoch_offset = 0.0
+    class _IterationLog(JsonlLog):
+        iteration = 1
+        step_offset = 0
+        epoch_offset = 0.0
 
-    def on_log(self, args, state, control, logs=None, **kw):
-        if not logs:
-            return
-        n = len(self.rows)
-        super().on_log(args, state, control, logs=logs, **kw)
-        for row in self.rows[n:]:
-            row["iteration"] = self.iteration
-            row["step"] += self.step_offset
-            row["epoch"] = round(row["epoch"] + self.epoch_offset, 4)
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs:
+                return
+            n = len(self.rows)
+            super().on_log(args, state, control, logs=logs, **kw)
+            for row in self.rows[n:]:
+                row["iteration"] = self.iteration
+                row["step"] += self.step_offset
+                row["epoch"] = round(row["epoch"] + self.epoch_offset, 4)
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
+
+    return _IterationLog(path)
 
 
 def _dpo_trainer(model: Any, tok: Any, job: PreferenceJob, train_rows: list, val_rows: list, out: Path,
@@ -285,9 +289,34 @@ def _exact_share(examples: Sequence[Example], gens: Sequence[Generation]) -> Opt
                  / len(examples), 4)
 
 
-def _train(job: PreferenceJob, method: Method, out: Path, threads: int, iterations: int) -> tuple[dict, list[dict]]:
+def _own_answers(job: PreferenceJob, model: Any, tok: Any, threads: int, train: bool) -> dict:
+    """The current model's greedy answers to the validation prompts (and the training ones when `train`),
+    through the transformers backend and the generation cache under the adapter's own model id: the
+    rejected sides they make, the model id, the share of validation items answered like the reference."""
+    t0 = time.perf_counter()
+    examples = (list(job.examples) if train else []) + list(job.val_examples)
+    backend = HFBackend(job.spec, job.cache_dir, threads=threads, model=model, tokenizer=tok,
+                        adapter_hash=adapter_hash(model))
+    try:
+        gens = job.answers(backend, examples, job.params.answer_tokens) if examples else []
+    finally:
+        backend.close()
+    n = len(job.examples) if train else 0
+
+    def side(examples: Sequence[Example], records: Sequence[Record], got: Sequence[Generation]) -> tuple[str, ...]:
+        return tuple(rejected_answer(e, r, "" if g.error else g.output) for e, r, g in zip(examples, records, got))
+
+    return {"rejected": side(job.examples, job.train, gens[:n]),
+            "val_rejected": side(job.val_examples, job.val, gens[n:]), "generator": backend.model_id,
+            "val_exact": _exact_share(job.val_examples, gens[n:]), "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _train(job: PreferenceJob, method: Method, out: Path, threads: int, iterations: int,
+           self_play: bool) -> tuple[dict, list[dict]]:
     import torch
     from peft import PeftModel
+
+    from strategies.training.callbacks import BestOnValidation, plot_losses
 
     p = job.params
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -302,10 +331,18 @@ def _train(job: PreferenceJob, method: Method, out: Path, threads: int, iteratio
     if p.sft_epochs > 0:
         warm = train_adapter(warmup_job(job))
         model = PeftModel.from_pretrained(model, str(warm.folder / "adapter"), is_trainable=True)
-    log = _IterationLog(out / LOG_FILE)
+    log = _iteration_log(out / LOG_FILE)
     rejected, val_rejected = job.rejected, job.val_rejected
     generator = "base"  # what answered the prompts of iteration 1 (the cell's base model)
     val_exact = job.pairs.get("val_exact")
+    answer_seconds = None
+    changed = None  # training prompts answered differently from the previous round (None in round 1)
+    if self_play and warm is not None:  # self-play starts from the SFT model: it plays against its own answers
+        own = _own_answers(job, model, tok, threads, train=True)
+        changed = sum(a != b for a, b in zip(own["rejected"], rejected))
+        rejected, val_rejected, generator, val_exact = own["rejected"], own["val_rejected"], own["generator"], \
+            own["val_exact"]
+        answer_seconds = own["seconds"]
     history: list[dict] = []
     train_seconds, steps, epochs, tokens = 0.0, 0, 0.0, 0
     first: dict = {}
@@ -352,7 +389,8 @@ def _train(job: PreferenceJob, method: Method, out: Path, threads: int, iteratio
             "eval_loss_last": last_eval.get("eval_loss"), "still_improving": still_improving,
             "stopped_early": best.stopped_early,
             "reward_margin": last_eval.get("eval_rewards/margins"),
-            "reward_accuracy": last_eval.get("eval_rewards/accuracies"),
+            "reward_accuracy": last_eval.get("eval_rewards/accuracies"), "answer_seconds": answer_seconds,
+            "answers_changed": changed,
         }
         history.append(record)
         if it == 1:
@@ -366,23 +404,12 @@ def _train(job: PreferenceJob, method: Method, out: Path, threads: int, iteratio
         if "ref" in getattr(model, "peft_config", {}):
             model.delete_adapter("ref")
         del trainer
-        if iterations > 1:  # self-play: the model just trained answers the prompts of the next iteration
-            examples = list(job.examples) + list(job.val_examples) if it < iterations else list(job.val_examples)
-            t0 = time.perf_counter()
-            backend = HFBackend(job.spec, job.cache_dir, threads=threads, model=model, tokenizer=tok,
-                                adapter_hash=record["end_adapter"])
-            try:
-                gens = job.answers(backend, examples, p.answer_tokens) if examples else []
-            finally:
-                backend.close()
-            record["answer_seconds"] = round(time.perf_counter() - t0, 3)
-            generator = backend.model_id
-            n = len(job.examples) if it < iterations else 0
-            rejected = tuple(rejected_answer(ex, rec, "" if g.error else g.output)
-                             for ex, rec, g in zip(job.examples, job.train, gens[:n]))
-            val_rejected = tuple(rejected_answer(ex, rec, "" if g.error else g.output)
-                                 for ex, rec, g in zip(job.val_examples, job.val, gens[n:]))
-            val_exact = _exact_share(job.val_examples, gens[n:])
+        if self_play:  # the model just trained answers the next iteration's prompts (after the last: validation)
+            own = _own_answers(job, model, tok, threads, train=it < iterations)
+            changed = sum(a != b for a, b in zip(own["rejected"], rejected)) if it < iterations else None
+            rejected, val_rejected, generator, val_exact = own["rejected"], own["val_rejected"], own["generator"], \
+                own["val_exact"]
+            answer_seconds = own["seconds"]
             record["val_exact_after"] = val_exact
     model.eval()
     adapter_bytes = save_trained(model, method, out / "adapter")
@@ -410,7 +437,7 @@ def _train(job: PreferenceJob, method: Method, out: Path, threads: int, iteratio
         "details": {"pairs": job.pairs, "iterations": history, "converged": converged,
                     "warmup_key": warm.meta["key"] if warm is not None else None,
                     "reward_margin": last.get("reward_margin"), "reward_accuracy": last.get("reward_accuracy"),
-                    "val_exact": val_exact},
+                    "val_exact": val_exact if self_play else None},
     }
     del model
     return meta, log.rows
