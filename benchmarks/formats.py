@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--agree", type=int, default=40, help="facts zero-shot prompts for greedy agreement")
     ap.add_argument("--cache", default=None, help="where the exports go (default: a temp dir; conversion ~1 min)")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show up when the output is a file
 
     from bench.models.llama import default_threads
     from bench.models.resolve import resolve_model

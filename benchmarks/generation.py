@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="0 = one per physical core")
     ap.add_argument("--plain-flash-attn", action="store_true", help="the plain loop computes attention as bench does")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show up when the output is a file
 
     threads = args.threads or default_threads()
     tasks = [t for t in args.tasks.split(",") if t]

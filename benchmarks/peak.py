@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048, help="matmul size")
     ap.add_argument("--cache", default=None, help="where the serving-format export goes (default: a temp dir)")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show up when the output is a file
 
     from bench.models.llama import default_threads
 

@@ -121,12 +121,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=physical_cores(), help="torch threads for both (default: physical cores)")
+    ap.add_argument("--threads", type=int, default=physical_cores(),
+                    help="torch threads for both (default: physical cores)")
     ap.add_argument("--rounds", type=int, default=2, help="plain/bench pairs, alternating order (load-fair)")
     ap.add_argument("--repeat", type=int, default=3, help="copies of the train split (more distinct batches)")
     ap.add_argument("--task", default="demo", help="built-in task name or task folder")
     ap.add_argument("--dropout", type=float, default=LORA["dropout"],
-                    help="LoRA dropout of both runs (0 isolates numerics: padded and flat batches draw different masks)")
+                    help="LoRA dropout of both (0 isolates numerics: padded and flat batches draw different masks)")
     ap.add_argument("--plain-fp32", action="store_true", help="turn bf16 autocast off in the plain run")
     ap.add_argument("--cache", default=None, help="cache dir (default: a temp dir; the GGUF conversion takes ~1 min)")
     args = ap.parse_args()
@@ -182,8 +183,8 @@ def main() -> None:
           f"{p['tps']:.1f} tokens/s, median step {p['wall']:.2f} s wall, {p['cpu']:.2f} s CPU")
     print(f"bench lora ({runs['bench'][0]['dtype']}, no checkpointing, padding-free): "
           f"{b['tps']:.1f} tokens/s, median step {b['wall']:.2f} s wall, {b['cpu']:.2f} s CPU")
-    print(f"ratio bench/plain: {b['tps'] / p['tps']:.2f}x tokens/s (whole runs), {p['wall'] / b['wall']:.2f}x median step "
-          f"(wall), {p['cpu'] / b['cpu']:.2f}x median step (CPU time)")
+    print(f"ratio bench/plain: {b['tps'] / p['tps']:.2f}x tokens/s (whole runs), "
+          f"{p['wall'] / b['wall']:.2f}x median step (wall), {p['cpu'] / b['cpu']:.2f}x median step (CPU time)")
     for who in ("plain", "bench"):
         t = runs[who][0]["timer"]
         print(f"{who} step seconds, round 1 (wall / CPU):", " ".join(f"{w:.2f}/{c:.2f}" for w, c in zip(t.wall, t.cpu)))

@@ -204,6 +204,7 @@ class BatchDecoder:
         self._batch = self.lib.llama_batch_init(N_BATCH, 0, 1)
         self._batch_open = True
         self._piece = ctypes.create_string_buffer(256)
+        model._exit_stack.callback(self.close)  # however the model goes, its contexts are freed before it
 
     # -- tokens ----------------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
@@ -512,7 +513,7 @@ class BatchDecoder:
                 chunk = range(start, min(len(full), start + SCORE_BATCH))
                 wanted = [p for p in chunk if k - 1 <= p < len(full) - 1]
                 self._decode(ctx, [(full[p], p, 0, k - 1 <= p < len(full) - 1) for p in chunk])
-                for j, p in enumerate(wanted):
+                for p in wanted:  # the logits at position p predict token p + 1
                     row = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, p - start), shape=(n_vocab,))
                     row = row.astype(np.float64)
                     m = row.max()
@@ -556,6 +557,10 @@ class LlamaBackend(Backend):
         super().__init__(model_id or spec.sha256, ChatTemplate(jinja=jinja, eos_token=eos.decode("utf-8", "ignore")))
         self.spec = spec
         self.n_ctx = n_ctx
+        self.batch_size = max_sequences  # sequences decoded at once
+        # requests worth handing over in one generate_batch: streams refill as sequences finish, so only a
+        # call's tail runs below batch_size; four batches' worth keeps that tail short
+        self.chunk = 4 * max_sequences
 
     def count_tokens(self, text: str) -> int:
         return len(self.decoder.tokenize(text, add_bos=False))

@@ -362,8 +362,9 @@ def score_labelled_tokens_only(model: Any) -> bool:
     With answer-only loss most positions are prompt tokens whose next-token scores are thrown away. TRL skips them
     only where its Triton kernel runs (CUDA/XPU); on a CPU it projects every position through the whole vocabulary
     (49k rows for SmolLM2), forward and twice in backward: about a third of a training step on the demo data,
-    where prompts are ~90% of the tokens. This forward gives the same loss, per-token outputs and gradients from the labelled rows only.
-    Models whose head scales its logits (logit_scale and kin) or that add a router loss keep TRL's forward.
+    where prompts are ~90% of the tokens. This forward gives the same loss, per-token outputs and gradients
+    from the labelled rows only. Models whose head scales its logits (logit_scale and kin) or that add a
+    router loss keep TRL's forward.
     """
     from trl.kernels.chunked_logprob import OPTIONAL_OUTPUTS, ChunkedLogProbFunction
     from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE, FusedCausalLMOutput
