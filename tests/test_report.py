@@ -164,3 +164,43 @@ def test_ledger_schema_and_money():
     assert m.per_query == pytest.approx(2.0 * 0.0001 + 0.55 * 0.01)
     assert m.basis == "estimated"
     assert Ledger().query_seconds is None
+
+
+def _add_support(root, rates: dict[str, float]) -> None:
+    """Give every cell of task facts per-item unsupported_number_rate scores (the first rate x 40 items get 1)
+    and the matching quality row, as the support metric writes them."""
+    from bench.types import CellKey, Measure, Row
+
+    rows = [json.loads(line) for line in (root / "rows.jsonl").read_text().splitlines()]
+    for strategy, rate in rates.items():
+        for cdir in sorted((root / "cells").glob(f"facts__{strategy}__*")):
+            path = cdir / "scores.jsonl"
+            scores = [json.loads(line) for line in path.read_text().splitlines()]
+            for i, s in enumerate(scores):
+                s["scores"]["unsupported_number_rate"] = 1.0 if i < round(rate * len(scores)) else 0.0
+            path.write_text("".join(json.dumps(s) + "\n" for s in scores))
+            seed = int(cdir.name.rsplit("__s", 1)[1])
+            key = CellKey(task="facts", task_version="1", strategy=strategy, family="x", model="synthetic",
+                          model_sha256="0" * 12, seed=seed)
+            rows.append(Row(key, Measure("unsupported_number_rate", rate, len(scores), scorer="support",
+                                         higher_is_better=False)).to_dict())
+    (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_verdict_names_a_hallucination_cost_only_when_it_is_significant(tmp_path):
+    root = make_run(tmp_path / "r", tasks=("facts",), strategies=("zero_shot", "rag"))
+    _add_support(root, {"rag": 0.5, "zero_shot": 0.0})  # rag: a number no source states in 20 of 40 answers
+    write_report(root, plots=False)
+    rec = _rec(root)["facts"]
+    assert rec["strategy"] == "rag"
+    (cost,) = rec["hallucination_cost"]
+    assert cost["metric"] == "unsupported_number_rate" and cost["versus"] == "zero_shot"
+    assert cost["value"] == pytest.approx(0.5) and cost["versus_value"] == 0.0 and cost["ci_low"] > 0
+    md = (root / "report.md").read_text()
+    assert "Hallucination cost: `rag`: exact_match +0.500 against `zero_shot`, but unsupported_number_rate 50% vs 0% (+50 points" in md
+
+    root2 = make_run(tmp_path / "r2", tasks=("facts",), strategies=("zero_shot", "rag"))
+    _add_support(root2, {"rag": 0.05, "zero_shot": 0.0})  # 2 items of 40: not shown different
+    write_report(root2, plots=False)
+    assert _rec(root2)["facts"]["hallucination_cost"] == []
+    assert "Hallucination cost" not in (root2 / "report.md").read_text()

@@ -81,6 +81,8 @@ class TaskAnalysis:
     prices: dict
     volume: float
     failed_cells: dict[str, str] = field(default_factory=dict)  # strategy -> error of a cell that failed
+    # strategy -> rate metric (hallucination, support) -> (example_id, seed) -> 0/1, for paired contrasts
+    rate_items: dict[str, dict[str, dict]] = field(default_factory=dict)
 
     def ordered(self) -> list[StrategyResult]:
         sign = 1 if self.higher_is_better else -1
@@ -227,6 +229,22 @@ def hallucination(run: Run, task: str, strategy: str) -> dict:
         return {}
     unans = sum(1 for c in run.cells_of(task, strategy) for s in c.scores if s.get("answerable") is False)
     return {"rates": rows, "unanswerable": unans}
+
+
+def rate_items(run: Run, task: str, strategy: str, metrics: list[str]) -> dict[str, dict]:
+    """Per-item values of hallucination and support rates, for paired contrasts between arms: metric ->
+    (example_id, seed) -> value. hallucination_rate counts on unanswerable items only (as its row does)."""
+    out: dict[str, dict] = {}
+    for c in run.cells_of(task, strategy):
+        for s in c.scores:
+            if s.get("failed"):
+                continue
+            for m in metrics:
+                v = (s.get("scores") or {}).get(m)
+                if v is None or (m == "hallucination_rate" and s.get("answerable") is not False):
+                    continue
+                out.setdefault(m, {})[(str(s.get("example_id")), c.seed)] = float(v)
+    return out
 
 
 def _is_delta(r: dict) -> bool:
@@ -377,11 +395,15 @@ def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[T
     names = list(results)
     failed = {c.split("__")[1]: e for c, e in ((run.manifest.get("cells") or {}).get("failed") or {}).items()
               if c.split("__")[0] == task}
+    halluc = {s: h for s in names if (h := hallucination(run, task, s))}
+    support = {s: sp for s in names if (sp := _rate_rows(run, task, s, SUPPORT_RE))}
+    rated = {s: [m for m in ((halluc.get(s, {}).get("rates") or {}).keys() | support.get(s, {}).keys())
+                 if m == "hallucination_rate" or SUPPORT_RE.search(m)] for s in names}
     return TaskAnalysis(
         task=task, metric=first.metric, higher_is_better=first.higher_is_better, results=results,
         verdict=verdict_of(results, volume, decision_settings(run.manifest), first.metric, first.higher_is_better),
-        hallucination={s: h for s in names if (h := hallucination(run, task, s))},
-        support={s: sp for s in names if (sp := _rate_rows(run, task, s, SUPPORT_RE))},
+        hallucination=halluc, support=support,
+        rate_items={s: ri for s in names if rated[s] and (ri := rate_items(run, task, s, rated[s]))},
         forgetting=forgetting(run, task, names), strata={s: st for s in names if (st := strata(results[s], run, task))},
         retrieval={s: rt for s in names if (rt := retrieval(results[s], run, task))},
         oracle=oracle_pairs(run, results), prices=prices, volume=volume, failed_cells=failed,

@@ -10,7 +10,10 @@ next best arm otherwise):
 - what would flip the choice: the query volume at which the runner-up becomes cheaper, how much
   quality a cheaper but worse arm gives up for its saving, the margin under which the leader would be
   chosen instead, and the items an inconclusive verdict still needs;
-- the pick's hallucination, source-support and forgetting figures, and warnings the reader must see:
+- the pick's hallucination, source-support and forgetting figures, and its hallucination cost: every
+  hallucination or support rate (all lower-is-better) on which the pick and the runner-up differ with a
+  paired 95 % interval that excludes zero (the same betting interval as the main metric);
+- warnings the reader must see:
   arms whose cells failed, fine-tunes with no effect or stopped before convergence, arms served in a
   different format.
 
@@ -26,6 +29,7 @@ from bench.report.analysis import StrategyResult, TaskAnalysis
 from bench.report.costs import break_even, fmt_volume, per_1k_at
 from bench.report.fmt import money, num
 from bench.report.rule import DIAGNOSTIC, WORSE
+from bench.stats import paired_compare
 
 
 FORM_GAP = 0.2  # gold_in_output this far above exact match: "has the answer but not the form"
@@ -47,6 +51,38 @@ def runner_up(a: TaskAnalysis, pick: str) -> Optional[str]:
 def hallucination_rate(h: dict) -> Optional[float]:
     rate = (h.get("rates") or {}).get("hallucination_rate")
     return None if rate is None else rate["value"]
+
+
+def hallucination_cost(a: TaskAnalysis, pick: str, other: Optional[str]) -> list[dict]:
+    """Rates (hallucination, unsupported numbers, contradictions, ...) where pick and runner-up differ: paired
+    over the items both answered, kept when the 95 % interval of pick minus runner-up excludes zero."""
+    if other is None:
+        return []
+    mine, theirs, out = a.rate_items.get(pick, {}), a.rate_items.get(other, {}), []
+    for metric in sorted(mine.keys() & theirs.keys()):
+        c = paired_compare(pick, mine[metric], other, theirs[metric])
+        if c.diff is None or not c.significant:
+            continue
+        both = mine[metric].keys() & theirs[metric].keys()
+        out.append({"metric": metric, "strategy": pick, "versus": other, "n": c.n_items,
+                    "value": sum(mine[metric][k] for k in both) / len(both),
+                    "versus_value": sum(theirs[metric][k] for k in both) / len(both),
+                    "diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value})
+    return out
+
+
+def hallucination_cost_line(a: TaskAnalysis, d: dict) -> Optional[str]:
+    """"lora: exact_match +0.05 but unsupported_number_rate 20 % vs 4 % for rag (+16 points [+6, +27])"."""
+    hc = d.get("hallucination_cost") or []
+    if not hc:
+        return None
+    pick, other = hc[0]["strategy"], hc[0]["versus"]
+    p, o = a.results[pick].value, a.results[other].value
+    lead = f"`{pick}`: {a.metric} {p - o:+.3f} against `{other}`" if p is not None and o is not None else f"`{pick}`"
+    parts = [f"{h['metric']} {h['value']:.0%} vs {h['versus_value']:.0%} ({100 * h['diff']:+.0f} points "
+             f"[{100 * h['ci_low']:+.0f}, {100 * h['ci_high']:+.0f}], {h['n']} paired items)" for h in hc]
+    worse = any(h["diff"] > 0 for h in hc)
+    return f"{lead}, {'but' if worse else 'and'} " + "; ".join(parts)
 
 
 def warnings(a: TaskAnalysis) -> list[str]:
@@ -132,7 +168,8 @@ def decide(a: TaskAnalysis) -> dict[str, Any]:
     out.update(family=p.family, value=p.value, ci_low=p.ci_low, ci_high=p.ci_high, served=p.served,
                cost_per_1k_queries=cost_at(p, a.volume), setup_cost=p.money.setup, per_query_cost=p.money.per_query,
                hallucination=a.hallucination.get(pick), support=a.support.get(pick),
-               forgetting=a.forgetting.get(pick), flips=flips(a, pick, other))
+               forgetting=a.forgetting.get(pick), flips=flips(a, pick, other),
+               hallucination_cost=hallucination_cost(a, pick, other))
     if other is not None:
         o = a.results[other]
         out["runner_up"] = {"strategy": other, "value": o.value, "ci_low": o.ci_low, "ci_high": o.ci_high,
@@ -163,5 +200,5 @@ def headline(a: TaskAnalysis, d: dict) -> str:
     return line + f". Decided at {v.n_items} items, margin {v.margin}."
 
 
-__all__ = ["decide", "headline", "warnings", "flips", "runner_up", "cost_at", "hallucination_rate", "DIAGNOSTIC",
+__all__ = ["decide", "headline", "warnings", "hallucination_cost", "hallucination_cost_line", "flips", "runner_up", "cost_at", "hallucination_rate", "DIAGNOSTIC",
            "fmt_volume"]

@@ -18,7 +18,7 @@ from typing import Any, Optional
 from bench.report.analysis import TaskAnalysis
 from bench.report.costs import break_even, fmt_volume
 from bench.report.data import Run
-from bench.report.decide import cost_at, headline
+from bench.report.decide import cost_at, hallucination_cost_line, headline
 from bench.report.fmt import money, num, params, pval, signed
 from bench.report.langcheck import check_run
 
@@ -81,6 +81,9 @@ def render_markdown(run: Run, analyses: list[TaskAnalysis], decisions: dict[str,
             r = h["rates"]["hallucination_rate"]
             L.append(f"  - Hallucination of `{pick}`: answers {r['value']:.0%} {_ci(r['ci_low'], r['ci_high'])} of "
                      f"{h.get('unanswerable')} unanswerable items anyway.")
+        cost_line = hallucination_cost_line(a, d)
+        if cost_line:
+            L.append(f"  - Hallucination cost: {cost_line}.")
         fg = a.forgetting.get(pick) if pick else None
         if fg:
             L.append(f"  - Forgetting of `{pick}` against `{fg['base']}`: {fg['summary']}.")

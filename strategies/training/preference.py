@@ -107,9 +107,9 @@ def preference_job(job: TrainJob, train: Sequence[Example], val: Sequence[Exampl
             else:
                 gen = gens[ex.id]
                 counts["failed" if gen.error else "generated"] += 1
-                text = "" if gen.error else gen.output
+                text = None if gen.error else gen.output
             pair = rejected_answer(ex, rec, text)
-            counts["identical"] += bool(text.strip()) and pair == ""
+            counts["identical"] += text is not None and pair == ""
             side.append(pair)
         sides.append(tuple(side))
     counts["pairs"] = sum(1 for r in sides[0] if r)
@@ -125,11 +125,14 @@ def preference_job(job: TrainJob, train: Sequence[Example], val: Sequence[Exampl
                          val_rejected=sides[1], pairs=counts, answers=answers)
 
 
-def rejected_answer(ex: Example, rec: Record, text: str) -> str:
-    """The rejected completion in the record's form (answer + the template's end), "" when it equals the
-    reference (such a pair has no gradient)."""
+def rejected_answer(ex: Example, rec: Record, text: Optional[str]) -> str:
+    """The rejected completion in the record's form (answer + the template's end); "" (no pair) when the
+    answer equals the reference (such a pair has no gradient) or failed (`text` None). An empty answer is a
+    pair: the reference against stopping at once (a model that learnt to say nothing must unlearn it)."""
+    if text is None:
+        return ""
     answer = text.strip()
-    if not answer or answer == ex.output.strip():
+    if answer == ex.output.strip():
         return ""
     return answer + rec.completion[len(ex.output.strip()):]
 
@@ -304,7 +307,7 @@ def _own_answers(job: PreferenceJob, model: Any, tok: Any, threads: int, train: 
     n = len(job.examples) if train else 0
 
     def side(examples: Sequence[Example], records: Sequence[Record], got: Sequence[Generation]) -> tuple[str, ...]:
-        return tuple(rejected_answer(e, r, "" if g.error else g.output) for e, r, g in zip(examples, records, got))
+        return tuple(rejected_answer(e, r, None if g.error else g.output) for e, r, g in zip(examples, records, got))
 
     return {"rejected": side(job.examples, job.train, gens[:n]),
             "val_rejected": side(job.val_examples, job.val, gens[n:]), "generator": backend.model_id,
