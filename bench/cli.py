@@ -26,7 +26,7 @@ import sys
 from typing import Optional
 
 from bench import importer
-from bench.config import BACKENDS, EXECUTORS, PROBE_SETS, RunConfig
+from bench.config import BACKENDS, DEFAULT_LIMIT, DEFAULT_TASKS, EXECUTORS, PROBE_SETS, RunConfig
 from bench.errors import BenchError
 from bench.logs import capture, keep, terminal
 from bench.models.resolve import list_models
@@ -58,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run strategies on tasks and write results/<run_id>/")
-    r.add_argument("--task", type=_csv, help="task names or folders, comma-separated (default: demo)")
+    r.add_argument("--task", type=_csv, help=f"task names or folders, comma-separated (default: {','.join(DEFAULT_TASKS)})")
     r.add_argument("--strategy", type=_csv, help="strategies, comma-separated; stack with + (rag+cot); 'all' for every one")
     r.add_argument("--model", help="packaged model name, .gguf file, model folder or HF id (default: smollm2-135m)")
     r.add_argument("--seeds", type=_seeds, help="seeds, comma-separated (default: 0)")
-    r.add_argument("--limit", type=int, help="only the first N test items of each task")
+    r.add_argument("--limit", type=int, help=f"only the first N test items of each task (default: {DEFAULT_LIMIT})")
     r.add_argument("--out", help="results folder (default: results)")
     r.add_argument("--config", help="YAML run config; flags override it")
     r.add_argument("--backend", choices=BACKENDS, help="generation backend (default: auto)")

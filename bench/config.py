@@ -31,9 +31,12 @@ from bench.taskio import BAD_TEXT, SAFE_NAME, read_yaml_file
 from bench.types import GenParams, Prices
 
 # The default matrix: every family on built-in tasks, sized for ~15 minutes on 2 CPU cores.
-DEFAULT_TASKS = ("demo", "facts")
-DEFAULT_STRATEGIES = ("zero_shot", "few_shot", "cot", "self_consistency", "rag", "lora", "qlora", "lora+rag")
-DEFAULT_LIMIT = 10
+# The default run: two built-in tasks whose right answer is known by construction (docs/tasks.md: codes needs
+# fine-tuning, capitals is answered by the base model zero-shot), one arm of each family, 40 test items each,
+# so that `bench run` decides both within DESIGN.md's 10 minutes on 2 cores (README: the measured time).
+DEFAULT_TASKS = ("codes", "capitals")
+DEFAULT_STRATEGIES = ("zero_shot", "few_shot", "rag", "lora")
+DEFAULT_LIMIT = 40
 DEFAULT_MODEL = "smollm2-135m"
 BACKENDS = ("auto", "llama", "hf")
 PROBE_SETS = ("none", "tiny", "default", "large")

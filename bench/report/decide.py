@@ -139,8 +139,9 @@ def flips(a: TaskAnalysis, pick: str, other: Optional[str]) -> list[str]:
     if cheaper and p.value is not None:
         c = max(cheaper, key=lambda r: r.value or 0)
         saving = cost_at(p, a.volume) - cost_at(c, a.volume)
-        out.append(f"cost weight: {c.strategy} saves {money(saving)} per 1k queries for {p.value - c.value:+.3f} "
-                   f"{a.metric} ({v.comparisons[c.strategy].status if c.strategy in v.comparisons else 'not compared'})")
+        status = v.comparisons[c.strategy].status if c.strategy in v.comparisons else "not compared"
+        out.append(f"cost weight: {c.strategy} saves {money(saving)} per 1k queries at {c.value - p.value:+.3f} "
+                   f"{a.metric} ({status})")
     if pick != v.leader and v.leader in v.comparisons:
         s = v.comparisons[pick]
         if s.ci_low is not None:
