@@ -4,4 +4,4 @@ The harness (this package) knows nothing about any particular task or strategy: 
 `tasks/`, strategies in `strategies/`, and both register themselves on import.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
