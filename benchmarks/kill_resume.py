@@ -85,8 +85,21 @@ def ending(run_dir: Path) -> dict:
             if (c / "generations.jsonl").is_file() else []
         cells[c.name] = {"scores": scores, "outputs": [(g["example_id"], g["sample"], g["output"]) for g in gens]}
     rec = json.loads((run_dir / "recommendation.json").read_text(encoding="utf-8"))
-    return {"rows": rows, "cells": cells, "recommendation": {t: d.get("strategy") or d.get("leader")
+    # the verdict, not the leader: among arms with equal scores the leader is the cheaper by measured seconds,
+    # which differ from run to run (timing is not a result)
+    return {"rows": rows, "cells": cells, "recommendation": {t: (d.get("strategy"), d.get("decided"))
                                                              for t, d in rec.items()}}
+
+
+def differences(got: dict, want: dict) -> str:
+    """Which part of an ending differs, for the report line."""
+    if got["rows"] != want["rows"]:
+        extra = sorted(set(got["rows"]) - set(want["rows"]))[:1]
+        return f"rows differ (e.g. {extra[0][:160] if extra else 'missing rows'})"
+    for cell in sorted(set(got["cells"]) | set(want["cells"])):
+        if got["cells"].get(cell) != want["cells"].get(cell):
+            return f"cell {cell} differs"
+    return f"recommendation differs: {got['recommendation']} vs {want['recommendation']}"
 
 
 def seed_cache(models: Path, out: Path) -> None:
@@ -152,11 +165,13 @@ def main() -> None:
         bad = partial_files(run_dir) if run_dir.is_dir() else []
         torn += bool(bad)
         rc = run(bench_cmd(out, config, args.strategies, args.limit), env, log)
-        same = rc == 0 and ending(run_dir) == reference
+        got = ending(run_dir) if rc == 0 else None
+        same = got == reference
         identical += same
         print(f"kill {k:2d} at {moment:5.1f} s ({'finished first' if finished_before else 'killed'}; cells done: "
               f"{','.join(done) or '-'}): {'no partial file' if not bad else 'PARTIAL ' + '; '.join(bad[:3])}; "
-              f"resume exit {rc}, ending {'identical' if same else 'DIFFERENT'}")
+              f"resume exit {rc}, ending "
+              f"{'identical' if same else 'DIFFERENT: ' + (differences(got, reference) if got else 'no ending')}")
         shutil.rmtree(out, ignore_errors=True)
     print(f"identical endings: {identical}/{args.kills}; kills that left a partial file: {torn}; "
           f"load average {os.getloadavg()[0]:.2f}")
