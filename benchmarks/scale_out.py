@@ -39,20 +39,6 @@ sys.path.insert(0, str(ROOT))
 
 GRID_TASKS = "capitals,townfacts"
 GRID_ARMS = "zero_shot,few_shot,cot,rag"
-LAUNCH = """
-import sys
-from llama_cpp import llama as lib
-from bench.models.llama import extra_bufts_enabled
-default = lib.llama_cpp.llama_model_default_params
-def params():
-    p = default()
-    p.use_extra_bufts = extra_bufts_enabled()
-    return p
-lib.llama_cpp.llama_model_default_params = params
-from llama_cpp.server.__main__ import main
-sys.argv[0] = "llama_cpp.server"
-main()
-"""
 
 
 def load() -> str:
@@ -102,7 +88,7 @@ def free_port() -> int:
 def endpoint(work: Path, n: int, max_new: int, threads: int, env: dict) -> None:
     from bench.config import EndpointConfig
     from bench.models.endpoint import EndpointBackend
-    from bench.models.llama import LlamaBackend
+    from bench.models.llama import LlamaBackend, server_command
     from bench.models.resolve import resolve_model
     from bench.taskio import load_folder
     from bench.types import GenParams, GenRequest
@@ -128,9 +114,7 @@ def endpoint(work: Path, n: int, max_new: int, threads: int, env: dict) -> None:
     port = free_port()
     log = work / "server.log"
     with log.open("ab") as f:
-        proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "--model", str(spec.path), "--model_alias", "smollm2",
-                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads",
-                                 str(threads), "--n_threads_batch", str(threads), "--flash_attn", "true"],
+        proc = subprocess.Popen(server_command(str(spec.path), port, threads),
                                 cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/v1"
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -32,6 +31,7 @@ from bench.models.endpoint import (
     chat_messages,
     chat_prompt,
 )
+from bench.models.llama import server_command
 from bench.models.resolve import resolve_model
 from bench.report.costs import Ledger, price, prices_from
 from bench.run.grid import run_grid
@@ -332,20 +332,6 @@ def test_token_prices_per_model():
 # choices the in-process decoder makes (bench.models.llama) so that like is compared with like:
 # flash attention on, and llama.cpp's extra buffer types as extra_bufts_enabled() decides (they
 # crash llama.cpp on AMX CPUs; the plain command line has no switch for them).
-LAUNCH = """
-import sys
-from llama_cpp import llama as lib
-from bench.models.llama import extra_bufts_enabled
-default = lib.llama_cpp.llama_model_default_params
-def params():
-    p = default()
-    p.use_extra_bufts = extra_bufts_enabled()
-    return p
-lib.llama_cpp.llama_model_default_params = params
-from llama_cpp.server.__main__ import main
-sys.argv[0] = "llama_cpp.server"
-main()
-"""
 PROMPTS = [
     "What is the capital of France?", "Name three primary colors.", "Write a haiku about rain.",
     "What is 12 times 7?", "Who wrote Hamlet?", "Explain photosynthesis in one sentence.",
@@ -368,9 +354,7 @@ class LlamaServer:
         gguf = resolve_model("smollm2-135m", log.parent).path
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", LAUNCH, "--model", str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1",
-                 "--flash_attn", "true"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+                server_command(str(gguf), self.port, threads=1), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 90
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -61,6 +61,34 @@ def extra_bufts_enabled(info: Optional[CpuInfo] = None) -> bool:
     return not (info or cpu_info()).amx
 
 
+# llama-cpp-python's OpenAI-compatible server, with the extra buffer types chosen as bench chooses them
+# (a server on an AMX Xeon must not crash where bench's own backend would not)
+_SERVER_LAUNCH = """
+import sys
+from llama_cpp import llama as lib
+from bench.models.llama import extra_bufts_enabled
+default = lib.llama_cpp.llama_model_default_params
+def params():
+    p = default()
+    p.use_extra_bufts = extra_bufts_enabled()
+    return p
+lib.llama_cpp.llama_model_default_params = params
+from llama_cpp.server.__main__ import main
+sys.argv[0] = "llama_cpp.server"
+main()
+"""
+
+
+def server_command(model: str, port: int, threads: int, alias: str = "smollm2", n_ctx: int = 4096) -> list[str]:
+    """argv that starts llama-cpp-python's server on 127.0.0.1:`port` for a GGUF file (flash attention on, as
+    bench's backend uses it, so greedy answers agree with the in-process backend)."""
+    import sys
+
+    return [sys.executable, "-c", _SERVER_LAUNCH, "--model", model, "--model_alias", alias, "--host", "127.0.0.1",
+            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch",
+            str(threads), "--flash_attn", "true"]
+
+
 def serving_dtype(info: Optional[CpuInfo] = None) -> str:
     """The GGUF type (one of bench.models.convert.EXPORT_TYPES) every arm of a model is served in on this CPU.
 
