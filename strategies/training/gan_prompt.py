@@ -47,8 +47,8 @@ from bench.models.resolve import ModelSpec
 from bench.seeding import rng, set_global_seed
 from bench.types import Example, Generation
 from strategies.training.data import Record
-from strategies.training.preference import Answerer, train_in_cache
-from strategies.training.trainer import LOG_FILE, PLOT_FILE, TrainJob, TrainResult, plan_check
+from strategies.training.preference import Answerer
+from strategies.training.trainer import LOG_FILE, PLOT_FILE, TrainJob, TrainResult, plan_check, train_in_cache
 from strategies.training.trainer import _PeakRss as PeakRss
 
 GENERATOR_FILE = "generator.safetensors"

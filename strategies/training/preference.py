@@ -27,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -47,13 +45,12 @@ from strategies.training.methods import Method
 from strategies.training.params import LoraParams, field_names
 from strategies.training.trainer import (
     LOG_FILE,
-    META_FILE,
     PLOT_FILE,
     TrainJob,
     TrainResult,
-    load_cached,
     plan_check,
     train_adapter,
+    train_in_cache,
 )
 from strategies.training.trainer import (
     _PeakRss as PeakRss,
@@ -137,37 +134,6 @@ def rejected_answer(ex: Example, rec: Record, text: Optional[str]) -> str:
     return answer + rec.completion[len(ex.output.strip()):]
 
 
-# -- the cache ---------------------------------------------------------------------------------------------------
-def train_in_cache(job: TrainJob, run: Callable[[Path, int], tuple[dict, list[dict]]]) -> TrainResult:
-    """The cached result of `job`, or `run(folder, threads)` into a temporary folder renamed into place
-    (meta.json written last), with the torch thread count of the shared trainer."""
-    hit = load_cached(job)
-    if hit is not None:
-        return hit
-    import torch
-
-    threads = job.params.threads or job.threads or (os.cpu_count() or 1)
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    folder = job.folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        meta, log = run(tmp, threads)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / META_FILE).is_file():
-                raise
-    finally:
-        torch.set_num_threads(prev)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return TrainResult(folder, meta, False, log)
-
-
-# -- the loops ----------------------------------------------------------------------------------------------------
 def train_dpo(job: PreferenceJob) -> TrainResult:
     """DPO on the job's pairs (after the SFT warm-up when `sft_epochs > 0`), or the cached result."""
     method = plan_check(job)

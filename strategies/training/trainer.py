@@ -25,7 +25,7 @@ import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from bench.atomic import read_jsonl
 from bench.cpu import CpuInfo, cpu_info, physical_cores
@@ -182,9 +182,9 @@ def plan_check(job: TrainJob) -> Method:
     return method
 
 
-def train_adapter(job: TrainJob) -> TrainResult:
-    """Train (or fetch from the cache) and return where the result lies, with its costs and log."""
-    method = plan_check(job)
+def train_in_cache(job: TrainJob, run: Callable[[Path, int], tuple[dict, list[dict]]]) -> TrainResult:
+    """The cached result of `job`, or `run(folder, threads)` into a temporary folder renamed into place
+    (meta.json written last), with the trainer's torch thread count; every training loop goes through it."""
     hit = load_cached(job)
     if hit is not None:
         return hit
@@ -197,9 +197,8 @@ def train_adapter(job: TrainJob) -> TrainResult:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        meta, log = _train(job, method, tmp, threads)
-        meta_text = json.dumps(meta, indent=2)
-        (tmp / META_FILE).write_text(meta_text, encoding="utf-8")
+        meta, log = run(tmp, threads)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         try:
             os.replace(tmp, folder)
         except OSError:
@@ -210,6 +209,12 @@ def train_adapter(job: TrainJob) -> TrainResult:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return TrainResult(folder, meta, False, log)
+
+
+def train_adapter(job: TrainJob) -> TrainResult:
+    """Train (or fetch from the cache) and return where the result lies, with its costs and log."""
+    method = plan_check(job)
+    return train_in_cache(job, lambda out, threads: _train(job, method, out, threads))
 
 
 def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict, list[dict]]:
