@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -168,7 +169,7 @@ class RunConfig:
             if not isinstance(name, str):
                 raise BenchError(f"{where}: params: key {name!r} must be a strategy name")
             try:
-                strat = STRATEGIES.get(name)
+                strat = STRATEGIES.get(split_variant(name, f"{where}: params")[0])
             except BenchError as e:
                 raise BenchError(f"{where}: params: {e}") from None
             if isinstance(values, dict):
@@ -231,10 +232,26 @@ class RunConfig:
             raise BenchError(f"{where}: generation.top_p must be in (0, 1], got {g.top_p}")
 
 
+VARIANT_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+
+
+def split_variant(word: str, where: str = "--strategy") -> tuple[str, Optional[str]]:
+    """`lora@r64` -> ("lora", "r64"): a registered strategy and the label of one of its settings' variants.
+
+    A variant is the same strategy under its own name with its own `params.<name>`, so one run can hold
+    `lora`, `lora@r64` and `lora@docs` side by side (a study's arms); the label is letters, digits, _ . -.
+    """
+    base, sep, label = word.partition("@")
+    if not sep:
+        return word, None
+    if not VARIANT_LABEL.fullmatch(label):
+        raise BenchError(f"{where}: strategy variant {word!r}: the part after @ must be 1-40 letters, digits, "
+                         "_ . or - (e.g. lora@r64)")
+    return base, label
+
+
 def budget_seconds(text: str, where: str = "--budget") -> float:
     """Seconds of a budget such as 90s, 30m, 2h or 1h30m (a bare number is minutes)."""
-    import re
-
     t = str(text).strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", t):
         return float(t) * 60

@@ -39,7 +39,7 @@ from bench.registry import STRATEGIES
 from bench.results import read_json
 from bench.types import Call
 from strategies.base import FinetuneStrategy
-from strategies.training.data import doc_records, sft_records, split_train_val
+from strategies.training.data import recipe_problem, recipe_records, recipe_split, recipe_uses_docs, sft_records
 from strategies.training.gan_prompt import GanJob, serving_backend, train_gan_prompt
 from strategies.training.methods import METHODS, Method, get_method
 from strategies.training.preference import Answerer, preference_job, train_dpo, train_spin
@@ -57,16 +57,24 @@ SELF_ANSWERS = "self-answers"  # the generation-cache strategy key of a model's 
 class _Finetune(FinetuneStrategy):
     """Shared adapt(): data -> train (or cache hit) -> costs -> evaluation backend."""
 
-    uses_docs = False
+    @property
+    def method(self) -> Method:
+        """Its row of the method table (by the class's registered name, so `lora@r64` is still lora)."""
+        return get_method(type(self).name)
 
     def reads(self, task) -> tuple[str, ...]:
-        return ("train", "docs") if self.uses_docs else ("train",)
+        return ("train", "docs") if recipe_uses_docs(self.params.recipe) else ("train",)
 
     def check(self, task) -> Optional[str]:
-        if self.uses_docs and not task.docs:
-            return f"strategy {self.name}: task {task.name} has no docs.jsonl to pretrain on; use lora"
+        p = self.params
+        if self.method.loop != "sft" and (p.recipe != "qa" or p.train_tokens):
+            return (f"params.{self.name}: recipe and train_tokens apply to the SFT methods (lora, full, ...); "
+                    f"{type(self).name} trains on the pairs with its own loop: leave them at qa and 0")
+        problem = recipe_problem(p.recipe, task)
+        if problem:
+            return f"strategy {self.name} on task {task.name}: params.{self.name}.{problem}"
         try:
-            split_train_val(task.train, self.params.val_fraction, 0, option=f"{self.name}.val_fraction")
+            recipe_split(p.recipe, task.train, p.val_fraction, 0, option=f"{self.name}.val_fraction")
         except BenchError as e:
             return f"strategy {self.name} on task {task.name}: {e}"
         if not task.train:
@@ -76,17 +84,13 @@ class _Finetune(FinetuneStrategy):
     def job(self, ctx: "CellContext") -> Any:
         p = self.params
         template = self._template(ctx)
-        train, val = split_train_val(ctx.task.train, p.val_fraction, ctx.seed, option=f"{self.name}.val_fraction")
-        records = []
-        if self.uses_docs:
-            records.extend(doc_records(list(ctx.task.docs)))
-        if not self.uses_docs or getattr(p, "include_sft", True):
-            records.extend(sft_records(ctx.task, train, template))
-        loop = get_method(self.name).loop
+        train, val = recipe_split(p.recipe, ctx.task.train, p.val_fraction, ctx.seed, option=f"{self.name}.val_fraction")
+        records = recipe_records(p.recipe, ctx.task, train, template)
+        loop = self.method.loop
         cls, extra = TrainJob, {}
         if loop == "gan":
             cls, extra = GanJob, {"examples": tuple(train), "val_examples": tuple(val), "answers": self_answers(ctx)}
-        job = cls(ctx.model, self.name, p, records, sft_records(ctx.task, val, template), ctx.seed,
+        job = cls(ctx.model, self.method.name, p, records, sft_records(ctx.task, val, template), ctx.seed,
                   ctx.config.resolved_cache_dir(), threads=ctx.config.threads, progress=False, **extra)
         if loop in ("dpo", "spin"):  # pairs: the task's `rejected` (dpo) or the base model's own answers
             job = preference_job(job, train, val, self_answers(ctx), from_task=loop == "dpo")
@@ -104,7 +108,7 @@ class _Finetune(FinetuneStrategy):
     def adapt(self, ctx: "CellContext") -> "Backend":
         base = ctx.backend
         job = self.job(ctx)
-        result = TRAIN_LOOPS[get_method(self.name).loop](job)
+        result = TRAIN_LOOPS[self.method.loop](job)
         for name in (LOG_FILE, PLOT_FILE):  # the cell's folder gets the loss log and plot
             if (result.folder / name).is_file():
                 ctx.artifacts[name] = result.folder / name
@@ -135,7 +139,7 @@ class _Finetune(FinetuneStrategy):
         """The adapted model as it is evaluated: merged and exported to GGUF in the run's serving format
         (every arm of the model alike), or the unmerged adapter through transformers when it cannot merge."""
         p = self.params
-        method = get_method(self.name)
+        method = self.method
         cache_dir = ctx.config.resolved_cache_dir()
         use_gguf = p.eval_backend == "gguf" and method.mergeable and ctx.model.kind == "gguf"
         t0 = time.perf_counter()
@@ -197,7 +201,7 @@ def integrity(ctx: "CellContext", base: Any, adapted: Any, job: Any, result: Any
     out = {"prompts": len(calls), "changed_vs_base": sum(a.output != b.output for a, b in zip(mine, theirs))}
     out["no_effect"] = out["changed_vs_base"] == 0
     if adapted.name == "llama":
-        method = get_method(strategy.name)
+        method = strategy.method
         cache_dir = ctx.config.resolved_cache_dir()
         model, tok = load_trained(ctx.model, cache_dir, method, result.folder / "adapter", merged=False)
         unmerged = HFBackend(ctx.model, cache_dir, threads=ctx.config.threads, model=model, tokenizer=tok,
@@ -244,7 +248,7 @@ def _declare(method: Method) -> type:
     """A registered strategy class for one row of the method table."""
     cls = type(method.name.title().replace("_", ""), (_Finetune,), {
         "name": method.name, "description": method.description, "Params": method.params,
-        "uses_docs": method.uses_docs, "__doc__": method.description, "__module__": __name__,
+        "__doc__": method.description, "__module__": __name__,
     })
     return STRATEGIES.register(method.name)(cls)
 

@@ -274,3 +274,15 @@ def test_hf_backend_matches_template_and_generates(smollm, ft_cache, ft_task):
         assert hf.loglikelihood("The capital of France is", " Paris") > hf.loglikelihood("The capital of France is", " banana")
     finally:
         ll.close()
+
+
+@pytest.mark.slow
+def test_docs_recipe_trains_on_the_documents_at_exactly_the_token_budget(smollm, ft_cache, ft_task):
+    from strategies.training.trainer import train_adapter
+
+    params = {**TINY, "max_steps": 0, "epochs": 1.0, "recipe": "docs", "train_tokens": 70}
+    strat, ctx = make_ctx(ft_task, smollm, ft_cache, None, "lora", params)
+    job = strat.job(ctx)
+    assert [r.id for r in job.train] == ["doc:d1", "doc:d2"]  # documents only, no pairs
+    m = train_adapter(job).meta
+    assert m["tokens"] == 70 and m["steps"] >= 1  # the two short documents cycled to the budget, one pass

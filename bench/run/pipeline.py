@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Optional
 
-from bench.config import RunConfig
+from bench.config import RunConfig, split_variant
 from bench.errors import BenchError
 from bench.hashing import sha256_json
 from bench.plugins import load_plugins
@@ -82,13 +82,16 @@ def parse_arm(spec: str, config: RunConfig) -> Arm:
         raise BenchError(f"--strategy {spec!r}: empty strategy name")
     slots: dict[str, object] = {}
     for w in words:
-        cls = STRATEGIES.get(w)
+        base, label = split_variant(w, f"--strategy {spec}")
+        cls = STRATEGIES.get(base)
         if cls.family in slots:
             raise BenchError(
                 f"--strategy {spec}: {slots[cls.family].name} and {w} are both {cls.family} strategies; "
                 "stack at most one of each family (fine-tuning, retrieval, prompting)"
             )
         slots[cls.family] = cls(config.params_for(w, cls.Params))
+        if label:
+            slots[cls.family].name = w  # the variant's own name: rows, cache keys and params.<name> use it
     if "prompting" not in slots:
         cls = STRATEGIES.get(DEFAULT_PROMPTING)
         slots["prompting"] = cls(config.params_for(DEFAULT_PROMPTING, cls.Params))

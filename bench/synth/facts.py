@@ -8,6 +8,14 @@ entities for evaluation, both directions of each relation, a 2-hop question, loo
 entities (one vowel changed), and unanswerable questions of three kinds: a non-existent entity, a
 missing attribute, a false premise (all `answerable: false`, reference = the abstain phrase).
 English and Russian render the same graph (`language`).
+
+For knowledge-injection studies (docs/findings.md) two options add to that, both off by default:
+`paraphrases: k` gives every answerable training question k paraphrases (the other training templates
+first, then framed variants; items with `paraphrase_of`, which only the `qa+paraphrases` recipe trains on),
+and `seen_per_group: n` asks n facts of every training group again at test time, once verbatim and once
+with a held-out template. Test items then carry a `stratum` the report splits by: `verbatim`,
+`rephrased` (facts seen in training pairs), `docs_only` (held-out entities: only the documents state
+them) and `unanswerable`; the verbatim and rephrased items of one fact share its `fact` id.
 """
 
 from __future__ import annotations
@@ -21,7 +29,17 @@ from bench.errors import BenchError
 from bench.synth import names as nm
 from bench.synth.common import check_range, stream, write_task_folder
 from bench.synth.difficulty import difficulty
-from bench.synth.facts_text import ABSTAIN, CLOSED, GENRES, MEMO_OPENERS, NEWS_OPENERS, QUESTIONS, RELATIONS, STATEMENTS
+from bench.synth.facts_text import (
+    ABSTAIN,
+    CLOSED,
+    GENRES,
+    MEMO_OPENERS,
+    NEWS_OPENERS,
+    PARAPHRASE_FRAMES,
+    QUESTIONS,
+    RELATIONS,
+    STATEMENTS,
+)
 
 VERSION = "1.0"
 TYPES = ("town", "clinic", "person", "drug")
@@ -38,6 +56,8 @@ class FactsConfig:
     questions_per_group: int = 8  # eval questions sampled per held-out group
     missing_rate: float = 0.2   # share of clinics/drugs with beds/dose never stated
     unanswerable_per_kind: int = 8  # test items of each unanswerable kind (train gets half as many)
+    paraphrases: int = 0        # k paraphrased training questions per answerable training fact (`paraphrase_of`)
+    seen_per_group: int = 0     # facts of each training group asked again at test time (verbatim + rephrased)
     exclude_names: tuple[str, ...] = ()  # Latin names rejected by real vocabularies (kept so regeneration needs none)
 
     def validate(self, where: str = "facts config") -> None:
@@ -49,6 +69,8 @@ class FactsConfig:
         check_range(where, "questions_per_group", self.questions_per_group, 1, 40)
         check_range(where, "missing_rate", self.missing_rate, 0.0, 0.9)
         check_range(where, "unanswerable_per_kind", self.unanswerable_per_kind, 0, 1000)
+        check_range(where, "paraphrases", self.paraphrases, 0, 3 * len(PARAPHRASE_FRAMES["en"]) - 1)
+        check_range(where, "seen_per_group", self.seen_per_group, 0, 40)
 
 
 TINY = FactsConfig(seed=7, groups=4, lookalikes=1, multiplicity=3, questions_per_group=4, unanswerable_per_kind=2)
@@ -293,7 +315,59 @@ def questions(cfg: FactsConfig, groups: list[dict], ghosts: list, by_entity: dic
             key = ents["clinic" if kind == "premise_clinic" else "drug"].key
             item(split, f"{lang}-{key}-{kind}", _q(lang, kind, "fwd", i % 2, ph), abstain, list(by_entity[key]),
                  answerable=False, unanswerable="false_premise", relation=kind)
+    if cfg.paraphrases or cfg.seen_per_group:
+        train, test = _injection_items(cfg, train, test, groups, lang)
     return _interleave(cfg, train, "train"), _interleave(cfg, test, "test")
+
+
+def _injection_items(cfg: FactsConfig, train: list[dict], test: list[dict], groups: list[dict],
+                     lang: str) -> tuple[list[dict], list[dict]]:
+    """Paraphrased training questions and the verbatim / rephrased test questions (module docstring)."""
+    facts = [r for r in train if r.get("answerable", True)]
+    paraphrased = []
+    for row in facts:
+        r = stream(cfg.seed, f"paraphrase:{lang}", row["id"].split("-", 1)[1])
+        pairs = [(t, 0) for t in range(3) if t != row["template"]]
+        rest = [(t, f) for t in range(3) for f in range(1, len(PARAPHRASE_FRAMES[lang]))]
+        r.shuffle(pairs)
+        r.shuffle(rest)
+        for j, (tmpl, frame) in enumerate((pairs + rest)[: cfg.paraphrases]):
+            q = PARAPHRASE_FRAMES[lang][frame].format(q=_q(lang, row["relation"], row["direction"], tmpl,
+                                                          _placeholders(groups, row, lang)))
+            paraphrased.append({**row, "id": f"{row['id']}-p{j + 1}", "instruction": q, "template": tmpl,
+                                "frame": frame, "paraphrase_of": row["id"]})
+    seen = []
+    by_group: dict[int, list[dict]] = {}
+    for row in facts:
+        by_group.setdefault(row["entity_group"], []).append(row)
+    for g, rows in sorted(by_group.items()):
+        r = stream(cfg.seed, f"seen:{lang}", g)
+        pick = sorted(rows, key=lambda x: x["id"])
+        r.shuffle(pick)
+        for row in pick[: cfg.seen_per_group]:
+            ph = _placeholders(groups, row, lang)
+            base = {k: v for k, v in row.items() if k not in ("id", "instruction", "template")}
+            seen.append({**base, "id": f"{row['id']}-verbatim", "instruction": row["instruction"],
+                         "template": row["template"], "fact": row["id"], "stratum": "verbatim"})
+            seen.append({**base, "id": f"{row['id']}-rephrased", "template": (tmpl := r.choice((3, 4))),
+                         "instruction": _q(lang, row["relation"], row["direction"], tmpl, ph), "fact": row["id"],
+                         "stratum": "rephrased"})
+    if cfg.seen_per_group:
+        for row in test:
+            row["stratum"] = "docs_only" if row.get("answerable", True) else "unanswerable"
+    return train + paraphrased, test + seen
+
+
+def _placeholders(groups: list[dict], row: dict, lang: str) -> dict:
+    """The template placeholders of an answerable item's fact (names of its group, the home town)."""
+    ents = groups[row["entity_group"]]
+    ph = {t: ents[t].name(lang) for t in TYPES}
+    if row["relation"] == "person_hometown":
+        ph["town"] = ents["_hometown"].name(lang)
+    for rel, _key, fph, _ans in facts_of(ents, lang):
+        if rel == row["relation"]:
+            return fph
+    return ph
 
 
 def _interleave(cfg: FactsConfig, rows: list[dict], split: str) -> list[dict]:

@@ -227,4 +227,13 @@ MEMO_OPENERS = {
     "en": ["For the attention of all staff.", "Summary prepared for the board.", "Please keep this note for reference."],
     "ru": ["Вниманию всех сотрудников.", "Справка подготовлена для правления.", "Сохраните эту записку для справки."],
 }
+# Frames around a training template that make a paraphrased training question (`paraphrases: k`); frame 0 is
+# the bare question, so (template, frame 0) is the original item and the other pairs are its paraphrases.
+PARAPHRASE_FRAMES = {
+    "en": ["{q}", "Question: {q}", "Quick question: {q}", "Please tell me: {q}", "Do you happen to know? {q}",
+           "I need this for a report. {q}", "One more: {q}"],
+    "ru": ["{q}", "Вопрос: {q}", "Быстрый вопрос: {q}", "Подскажите, пожалуйста: {q}", "Не знаете? {q}",
+           "Нужно для отчёта. {q}", "Ещё один: {q}"],
+}
+
 ABSTAIN = {"en": "I don't know", "ru": "Не знаю"}

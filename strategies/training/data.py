@@ -2,9 +2,12 @@
 
 Each Alpaca item becomes the zero-shot chat prompt (bench.prompts.build_messages rendered with the
 model's own template, or the plain ### Instruction template for base models) followed by the answer
-and the end-of-turn token; loss is on the answer tokens only. The continued-pretraining arm adds the
-task's documents as plain text with loss on every token. A validation slice is carved from train
-with the cell's seed, and the whole rendered set is hashed into the adapter cache key.
+and the end-of-turn token; loss is on the answer tokens only. The knowledge-injection recipes
+(`recipe_records`) choose what trains: the pairs, the pairs with their generated paraphrases (train
+items with `paraphrase_of`), the task's documents as plain text with loss on every token, or documents
+then pairs; `token_budget` cycles the tokenized records to an exact number of training tokens so that
+recipes compare at matched training tokens. A validation slice is carved from train with the cell's
+seed, and the whole rendered set is hashed into the adapter cache key.
 """
 
 from __future__ import annotations
@@ -35,6 +38,71 @@ def sft_records(task: Task, examples: Sequence[Example], template: ChatTemplate)
     for ex in examples:
         prompt = template.render(build_messages(task, ex))
         out.append(Record(ex.id, prompt, ex.output.strip() + end))
+    return out
+
+
+PARAPHRASE_FIELD = "paraphrase_of"  # a train item that restates another (bench.synth.facts, `paraphrases: k`)
+
+
+def is_paraphrase(example: Example) -> bool:
+    return bool(example.get(PARAPHRASE_FIELD))
+
+
+def recipe_uses_docs(recipe: str) -> bool:
+    return recipe.startswith("docs")
+
+
+def recipe_problem(recipe: str, task: Task) -> str | None:
+    """Why `recipe` cannot train on `task` (no documents, no paraphrases), or None."""
+    if recipe_uses_docs(recipe) and not task.docs:
+        return f"recipe {recipe} trains on the documents, and task {task.name} has no docs.jsonl; use recipe qa"
+    if recipe == "qa+paraphrases" and not any(is_paraphrase(e) for e in task.train):
+        return (f"recipe qa+paraphrases: task {task.name} has no paraphrased training items (`{PARAPHRASE_FIELD}`); "
+                "generate it with paraphrases > 0 or use recipe qa")
+    return None
+
+
+def recipe_split(recipe: str, examples: Sequence[Example], val_fraction: float, seed: int,
+                 option: str = "val_fraction") -> tuple[list[Example], list[Example]]:
+    """(train pairs, validation pairs) of a recipe. The validation slice is carved from the original items
+    only, so it is the same for every recipe of a seed; qa+paraphrases adds the paraphrases of the
+    training items (never of a validation item, which would leak it)."""
+    originals = [e for e in examples if not is_paraphrase(e)]
+    train, val = split_train_val(originals, val_fraction, seed, option=option)
+    if recipe == "qa+paraphrases":
+        ids = {e.id for e in train}
+        train += [e for e in examples if is_paraphrase(e) and e.get(PARAPHRASE_FIELD) in ids]
+    return train, val
+
+
+def recipe_records(recipe: str, task: Task, train: Sequence[Example], template: ChatTemplate) -> list[Record]:
+    """The training records of a recipe: documents (every token learned) first for docs and docs+qa, then the
+    pairs (answer tokens learned) unless the recipe is docs alone."""
+    records = doc_records(list(task.docs)) if recipe_uses_docs(recipe) else []
+    if recipe != "docs":
+        records += sft_records(task, train, template)
+    return records
+
+
+def token_budget(rows: Sequence[dict], budget: int, seed: int) -> list[dict]:
+    """Tokenized rows cycled in seeded passes (each pass a new order) until they hold `budget` tokens;
+    the last row is cut so the total is exactly `budget` (an empty rest is dropped)."""
+    if budget <= 0 or not rows:
+        return list(rows)
+    out, total, k = [], 0, 0
+    while total < budget:
+        order = list(range(len(rows)))
+        rng(seed, f"token-budget:{k}").shuffle(order)
+        for i in order:
+            r = rows[i]
+            take = min(len(r["input_ids"]), budget - total)
+            cut = {"input_ids": r["input_ids"][:take], "completion_mask": r["completion_mask"][:take]}
+            if sum(cut["completion_mask"]):
+                out.append(cut)
+            total += take
+            if total >= budget:
+                break
+        k += 1
     return out
 
 

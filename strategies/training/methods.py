@@ -44,7 +44,6 @@ class Method:
     quantized: bool = False  # base loaded in 4-bit NF4 (QLoRA, LoftQ)
     mergeable: bool = True  # can be folded into the base weights (and exported to GGUF)
     peft_config: Optional[Callable[[Any, Any, int], Any]] = None  # (params, model, total_steps) -> PeftConfig
-    uses_docs: bool = False  # also trains on the task's docs.jsonl (continued pretraining)
     loop: str = "sft"  # its training loop (strategies/finetune.py: TRAIN_LOOPS): sft, dpo, spin or gan
 
 
@@ -121,7 +120,7 @@ _TABLE = (
            "(served unmerged)", mergeable=False, peft_config=_prompt_tuning),
     Method("freeze", "freeze", FreezeParams, "layer freezing: only the top N transformer blocks train"),
     Method("cpt_lora", "peft", CptLoraParams, "continued pretraining: LoRA on the task's docs (every token) plus "
-           "the train split", peft_config=_lora, uses_docs=True),
+           "the train split (LoRA with recipe docs+qa)", peft_config=_lora),
     Method("dpo", "peft", DpoParams, "DPO: LoRA trained to prefer the reference answer over a worse one (the "
            "task's `rejected`, else the base model's own answer)", peft_config=_lora, loop="dpo"),
     Method("sft_then_dpo", "peft", SftDpoParams, "DPO after one epoch of LoRA SFT on the train split (the SFT "

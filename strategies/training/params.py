@@ -14,6 +14,11 @@ EVAL_BACKENDS = ("gguf", "hf")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 EXPORT_DTYPES = ("auto", "f16", "f32", "q8_0")  # auto: the run's serve_format, so every arm is served alike
 
+# What a fine-tuning arm trains on (strategies/training/data.py: recipe_records): the train split's pairs
+# (minus generated paraphrases), the pairs with their paraphrases, the task's documents (every token
+# learned), or documents then pairs. The knowledge-injection recipes of docs/finetuning.md.
+RECIPES = ("qa", "qa+paraphrases", "docs", "docs+qa")
+
 # Fields that change how a trained model is served, not what is trained: kept out of the adapter key.
 SERVING_FIELDS = ("eval_backend", "export_dtype", "threads")
 
@@ -32,6 +37,8 @@ class TrainParams:
     val_fraction: float = 0.2  # validation slice carved from train with the seed; 0 = none
     eval_every: int = 0  # optimizer steps between validation passes; 0 = twice per epoch
     patience: int = 2  # evaluations without improvement before stopping; 0 = never stop early
+    recipe: str = "qa"  # what it trains on: qa | qa+paraphrases | docs | docs+qa (RECIPES)
+    train_tokens: int = 0  # > 0: train on exactly this many tokens (the recipe's records cycled, one pass), 0 = epochs
     padding_free: bool = True  # each batch's examples flattened into one row, no pad tokens (same loss, faster)
     eval_backend: str = "gguf"  # gguf: merged model exported for llama.cpp; hf: the unmerged adapter
     export_dtype: str = "auto"
@@ -60,6 +67,10 @@ class TrainParams:
             return f"eval_every must be >= 0 steps (0 = twice per epoch), got {self.eval_every}"
         if self.patience < 0:
             return f"patience must be >= 0 (0 = no early stopping), got {self.patience}"
+        if self.recipe not in RECIPES:
+            return f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}"
+        if not 0 <= self.train_tokens <= 10**9:
+            return f"train_tokens must be in [0, 1e9] (0 = train `epochs` epochs), got {self.train_tokens}"
         if self.eval_backend not in EVAL_BACKENDS:
             return f"eval_backend must be gguf or hf, got {self.eval_backend!r}"
         if self.export_dtype not in EXPORT_DTYPES:
@@ -120,7 +131,7 @@ class AdaLoraParams(LoraParams):
 
 @dataclass(frozen=True)
 class CptLoraParams(LoraParams):
-    include_sft: bool = True  # also train on the train split (answer-only loss) after the docs
+    recipe: str = "docs+qa"  # continued pretraining on the documents, then the pairs (recipe "docs": documents only)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from bench.hashing import sha256_json
 from bench.models.convert import hf_checkpoint, load_pretrained, weights_location
 from bench.models.resolve import ModelSpec
 from bench.seeding import set_global_seed
-from strategies.training.data import Record, records_hash, tokenize
+from strategies.training.data import Record, records_hash, token_budget, tokenize
 from strategies.training.methods import Method, check, get_method, quantization_config
 from strategies.training.weights import count_params, prepare, save_trained
 
@@ -154,8 +154,13 @@ def _steps_per_epoch(p: Any, n_train: int) -> int:
     return max(1, math.ceil(n_train / (p.batch_size * p.grad_accum)))
 
 
+def _epochs(p: Any) -> float:
+    """Passes over the training rows: one when `train_tokens` already cycled them to the budget."""
+    return 1.0 if getattr(p, "train_tokens", 0) > 0 else p.epochs
+
+
 def _total_steps(p: Any, n_train: int) -> int:
-    return p.max_steps if p.max_steps > 0 else max(1, math.ceil(_steps_per_epoch(p, n_train) * p.epochs))
+    return p.max_steps if p.max_steps > 0 else max(1, math.ceil(_steps_per_epoch(p, n_train) * _epochs(p)))
 
 
 def plan_check(job: TrainJob) -> Method:
@@ -249,7 +254,7 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
         for f in sorted(Path(ck).glob("*.safetensors")):
             base_weights.update(load_file(str(f)))
 
-    train_rows = tokenize(job.train, tok, p.max_length)
+    train_rows = token_budget(tokenize(job.train, tok, p.max_length), p.train_tokens, job.seed)
     val_rows = tokenize(job.val, tok, p.max_length)
     if not train_rows:
         raise BenchError(f"params.{job.method}.max_length: {p.max_length} tokens leave no answer tokens to learn; raise it")
@@ -267,7 +272,7 @@ def _train(job: TrainJob, method: Method, out: Path, threads: int) -> tuple[dict
         per_device_eval_batch_size=max(p.batch_size, 8),
         gradient_accumulation_steps=p.grad_accum,
         learning_rate=p.learning_rate,
-        num_train_epochs=p.epochs,
+        num_train_epochs=_epochs(p),
         max_steps=p.max_steps if p.max_steps > 0 else -1,
         lr_scheduler_type=p.scheduler,
         warmup_steps=float(p.warmup_ratio),
