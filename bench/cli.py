@@ -7,6 +7,7 @@
     bench report results/<run_id> [--format md|html|csv]
     bench import data.csv --out my_task --input question --output answer
     bench estimate --model llama-3-8b --strategy qlora [--seq-len 1024 --batch 2]
+    bench study rag_vs_finetuning [--quick]      # a study: its run, then its claims checked (study.md)
     bench ls tasks|strategies|metrics|models
     bench validate ./my_task
 
@@ -25,7 +26,7 @@ import sqlite3
 import sys
 from typing import Optional
 
-from bench import importer
+from bench import atomic, importer
 from bench.config import BACKENDS, DEFAULT_LIMIT, DEFAULT_TASKS, EXECUTORS, PROBE_SETS, RunConfig
 from bench.errors import BenchError
 from bench.logs import capture, keep, terminal
@@ -35,6 +36,7 @@ from bench.registry import METRICS, STRATEGIES, TASKS
 from bench.report.estimate import estimate, render
 from bench.report.writer import FORMATS, summary_rows, write_report
 from bench.run.grid import run_grid
+from bench.study import SPEC_IN_RUN, load_study, study_config
 from bench.taskio import validate_folder
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -84,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
     r.add_argument("--base-url", help="OpenAI-compatible server for --model openai/NAME, e.g. http://127.0.0.1:8000/v1")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    st = sub.add_parser("study", help="run a study (studies/NAME: a run config and the claims it checks) and "
+                        "write results/studies/NAME/ with report.md and study.md")
+    st.add_argument("name", help="a folder of studies/ (see studies/README.md) or a path to a study folder")
+    st.add_argument("--quick", action="store_true", help="the study's small variant (checks the plumbing, not the finding)")
+    st.add_argument("--out", help="results folder (default: results/studies)")
+    st.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     rep = sub.add_parser("report", help="re-render report.md of a run from stored rows (no model calls)")
     rep.add_argument("run_dir")
@@ -135,10 +144,24 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    return run_and_report(config_from_args(args), progress=not args.no_progress)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    study = load_study(args.name)
+    cfg = study_config(study, quick=args.quick, out=args.out)
+    return run_and_report(cfg, progress=not args.no_progress,
+                          before_report=lambda run_dir: atomic.write_json(run_dir / SPEC_IN_RUN, study.to_dict()),
+                          extra=lambda run_dir: f"study: {run_dir / 'study.md'}")
+
+
+def run_and_report(cfg: RunConfig, progress: bool = True, before_report=None, extra=None) -> int:
+    """Run the grid, write the report, print the summary; 1 when a cell failed."""
     with capture():  # library output goes to results/<run_id>/run.log, not the terminal
-        result = run_grid(cfg, progress=not args.no_progress, log=lambda m: print(m, file=terminal()))
+        result = run_grid(cfg, progress=progress, log=lambda m: print(m, file=terminal()))
         keep(result.run_dir)
+        if before_report is not None:
+            before_report(result.run_dir)
         report = write_report(result.run_dir)
         keep(result.run_dir)
     print()
@@ -161,6 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(result.cells_failed)} cell(s) failed (tracebacks in their cells/<id>/error.txt); the report "
               "shows them, and the same command retries them", file=sys.stderr)
     print(f"report: {report}")
+    if extra is not None:
+        print(extra(result.run_dir))
     return 1 if result.cells_failed else 0
 
 
@@ -218,7 +243,7 @@ def _cannot_write(where: str, why: str) -> int:
     return 2
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate, "estimate": cmd_estimate,
+COMMANDS = {"run": cmd_run, "study": cmd_study, "report": cmd_report, "ls": cmd_ls, "validate": cmd_validate, "estimate": cmd_estimate,
             "import": importer.cmd_import}
 
 

@@ -6,6 +6,9 @@ Names of the fact graph are checked against real vocabularies when the dictionar
 they reject are written into the config's exclude_names, so the committed folders regenerate bit for
 bit without the dictionaries (`--no-vocab`, what the determinism test does for the tiny config).
 
+`facts_injection` (the knowledge-injection studies' task, docs/findings.md) is a small `facts` with
+paraphrased training questions and verbatim / rephrased test questions.
+
 The tasks whose right strategy is known by construction (codes, townfacts, capitals) need no
 dictionary. `capitals` keeps only the test items the base model answers right zero-shot; the drop list
 is recorded in its manifest, and `--screen-capitals` remakes it from a bench run (docs/tasks.md).
@@ -32,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.synth import capitals, codes, facts, mri, townfacts  # noqa: E402
 from bench.synth.common import folder_digest  # noqa: E402
 
-ALL = ("facts", "facts_ru", "mri_reports_ru", "codes", "townfacts", "capitals")
+ALL = ("facts", "facts_ru", "facts_injection", "mri_reports_ru", "codes", "townfacts", "capitals")
 
 
 def load_vocabulary(words: Path | None, hunspell: Path | None):
@@ -104,7 +107,7 @@ def main() -> None:
               "--probes none --out /tmp/screen, then --screen-capitals /tmp/screen/<run_id>")
         return
 
-    if {"facts", "facts_ru"} & set(only):
+    if {"facts", "facts_ru", "facts_injection"} & set(only):
         cfg = replace(facts.FactsConfig(), multiplicity=a.multiplicity)
         if a.no_vocab:
             m = json.loads((ROOT / "tasks/facts/manifest.json").read_text(encoding="utf-8"))
@@ -120,6 +123,10 @@ def main() -> None:
             if name in only:
                 man = facts.generate(cfg, a.out / name, lang, name)
                 print(f"{name}: {man['stats']}  digest {folder_digest(a.out / name)[:12]}")
+        if "facts_injection" in only:  # the studies' task: facts' first groups, with the same name exclusions
+            inj = replace(facts.INJECTION, exclude_names=cfg.exclude_names)
+            man = facts.generate(inj, a.out / "facts_injection", "en", "facts_injection")
+            print(f"facts_injection: {man['stats']}  digest {folder_digest(a.out / 'facts_injection')[:12]}")
     if "mri_reports_ru" in only:
         man = mri.generate(mri.MriConfig(), a.out / "mri_reports_ru")
         print(f"mri_reports_ru: {man['stats']}  digest {folder_digest(a.out / 'mri_reports_ru')[:12]}")

@@ -21,7 +21,7 @@ from bench.taskio import FolderTask, load_folder, validate_folder, verify_manife
 from bench.types import Example
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILTIN = ["debian_faq", "debian_faq_ru", "facts", "facts_ru", "mri_reports_ru", "pubmedqa", "selfaware"]
+BUILTIN = ["debian_faq", "debian_faq_ru", "facts", "facts_injection", "facts_ru", "mri_reports_ru", "pubmedqa", "selfaware"]
 
 TINY_DIGESTS = {  # bench.synth.common.folder_digest of the tiny configurations (generator v1.0)
     "facts_en": "cc473f3b0052adbb5e92428dae9f1d68440b2addd121bada322e9f67b72caa1e",
@@ -41,7 +41,7 @@ def test_generators_are_deterministic(tmp_path):
         assert validate_folder(tmp_path / sub) == []
 
 
-@pytest.mark.parametrize("name", ["facts", "facts_ru", "mri_reports_ru"])
+@pytest.mark.parametrize("name", ["facts", "facts_ru", "facts_injection", "mri_reports_ru"])
 def test_committed_generated_folders_match_their_generator(tmp_path, name):
     man = json.loads((ROOT / "tasks" / name / "manifest.json").read_text(encoding="utf-8"))
     cfg = dict(man["config"])

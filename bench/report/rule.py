@@ -219,7 +219,7 @@ class _Pairs:
         return (None if ev.mean is None else s * ev.mean), lo, hi, ev.n
 
 
-def _needed(d: np.ndarray, level: float, sequential: bool, side: str, target: float) -> Optional[int]:
+def needed_items(d: np.ndarray, level: float, sequential: bool, side: str, target: float) -> Optional[int]:
     """Items at which the bound would pass `target` if future differences looked like these (tiled).
 
     side "lower": lower bound > target; "upper": upper bound < target. None beyond NEEDED_CAP.
@@ -371,7 +371,7 @@ def _estimate_needed(unresolved: list[str], blockers: dict[str, tuple[str, ...]]
         d = pairs.diffs(x, y)
         key = (d.tobytes(), side, target)
         if key not in memo:
-            memo[key] = _needed(d, level, sequential, side, target)
+            memo[key] = needed_items(d, level, sequential, side, target)
         return memo[key]
 
     worst = 0

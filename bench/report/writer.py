@@ -19,6 +19,7 @@ from bench.report.analysis import analyse
 from bench.report.costs import prices_from
 from bench.report.data import load
 from bench.report.decide import decide
+from bench.report.claims import write_study
 from bench.report.estimate import estimate, render
 from bench.report.plots import all_plots
 from bench.report.render import markdown_to_html, render_csv, render_markdown
@@ -122,6 +123,7 @@ def write_report(run_dir: str | Path, fmt: str = "md", volume: float = REFERENCE
     md = render_markdown(run, analyses, decisions, figures, estimate_text)
     md_path = atomic.write_text(run_dir / "report.md", md)
     atomic.write_json(run_dir / "recommendation.json", _json_safe(decisions))
+    write_study(run_dir)  # study.md, when the run is a study's (bench study NAME)
     if fmt == "html":
         return atomic.write_text(run_dir / "report.html", markdown_to_html(md, f"bench report {run_dir.name}"))
     if fmt == "csv":

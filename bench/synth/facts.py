@@ -73,6 +73,11 @@ class FactsConfig:
         check_range(where, "seen_per_group", self.seen_per_group, 0, 40)
 
 
+# The knowledge-injection studies' task (tasks/facts_injection, docs/findings.md): the first groups of `facts`
+# (same seed, so the same vocabulary-checked names), 4 paraphrases per training fact, 6 facts per training
+# group asked again verbatim and rephrased. Small enough that a study's fine-tunes fit in an hour on 2 cores.
+INJECTION = FactsConfig(seed=0, groups=6, lookalikes=1, multiplicity=3, questions_per_group=8, unanswerable_per_kind=4,
+                        paraphrases=4, seen_per_group=6)
 TINY = FactsConfig(seed=7, groups=4, lookalikes=1, multiplicity=3, questions_per_group=4, unanswerable_per_kind=2)
 
 
