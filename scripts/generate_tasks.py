@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.synth import capitals, codes, facts, mri, townfacts  # noqa: E402
 from bench.synth.common import folder_digest  # noqa: E402
 
-ALL = ("facts", "facts_ru", "facts_injection", "mri_reports_ru", "codes", "townfacts", "capitals")
+ALL = ("facts", "facts_ru", "facts_injection", "mri_reports_ru", "codes", "townfacts", "capitals", "capitals_slick")
 
 
 def load_vocabulary(words: Path | None, hunspell: Path | None):
@@ -141,6 +141,11 @@ def main() -> None:
             cap_cfg = screen_capitals(a.screen_capitals, cap_cfg)
         man = capitals.generate(cap_cfg, a.out / "capitals")
         print(f"capitals: {man['stats']}  digest {folder_digest(a.out / 'capitals')[:12]}")
+
+
+    if "capitals_slick" in only:  # the unknown-examples study's task: unscreened, with invented countries
+        man = capitals.generate(capitals.SLICK, a.out / "capitals_slick", "capitals_slick")
+        print(f"capitals_slick: {man['stats']}  digest {folder_digest(a.out / 'capitals_slick')[:12]}")
 
 
 if __name__ == "__main__":

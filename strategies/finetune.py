@@ -67,9 +67,9 @@ class _Finetune(FinetuneStrategy):
 
     def check(self, task) -> Optional[str]:
         p = self.params
-        if self.method.loop != "sft" and (p.recipe != "qa" or p.train_tokens):
-            return (f"params.{self.name}: recipe and train_tokens apply to the SFT methods (lora, full, ...); "
-                    f"{type(self).name} trains on the pairs with its own loop: leave them at qa and 0")
+        if self.method.loop != "sft" and (p.recipe != "qa" or p.train_tokens or p.unknown_share >= 0):
+            return (f"params.{self.name}: recipe, train_tokens and unknown_share apply to the SFT methods (lora, full, "
+                    f"...); {type(self).name} trains on the pairs with its own loop: leave them at qa, 0 and -1")
         problem = recipe_problem(p.recipe, task)
         if problem:
             return f"strategy {self.name} on task {task.name}: params.{self.name}.{problem}"
@@ -85,6 +85,9 @@ class _Finetune(FinetuneStrategy):
         p = self.params
         template = self._template(ctx)
         train, val = recipe_split(p.recipe, ctx.task.train, p.val_fraction, ctx.seed, option=f"{self.name}.val_fraction")
+        if p.unknown_share >= 0:
+            pool = train[: p.mix_pool] if p.mix_pool else train
+            train = known_unknown_mix(ctx, pool, p.unknown_share, p.mix_size, option=f"params.{self.name}")
         records = recipe_records(p.recipe, ctx.task, train, template)
         loop = self.method.loop
         cls, extra = TrainJob, {}
@@ -166,6 +169,36 @@ class _Finetune(FinetuneStrategy):
         ctx.record_cost("serve", backend="hf", format=backend.weights_format, reason=why,
                         load_seconds=round(time.perf_counter() - t0, 3))
         return backend
+
+
+def known_unknown_mix(ctx: "CellContext", train: list, share: float, size: int, option: str) -> list:
+    """Gekhman et al.'s training mixes: `size` pairs of which `share` the base model does not know.
+
+    Every training pair is labelled by SliCK on the base model (bench.run.strata; seed 0, so every training
+    seed sees the same labels, and cached); "unknown" pairs are unknown, every other label is known. The
+    picks are a seeded sample of each kind; the counts go into the cell's cost.json.
+    """
+    from bench.run.strata import slick_strata
+    from bench.seeding import rng
+
+    if ctx.backend is None:
+        raise BenchError(f"{option}.unknown_share: needs the base model to label the training pairs")
+    labels = slick_strata(ctx.task, dataclasses.replace(ctx, seed=0), examples=[e for e in train if e.answerable])
+    unknown = [e for e in train if labels.get(e.id) == "unknown"]
+    known = [e for e in train if labels.get(e.id) not in (None, "unknown")]
+    if size == 0:  # as many as the scarcer kind allows
+        size = len(unknown) if share == 1 else len(known) if share == 0 else int(
+            min(len(unknown) / share, len(known) / (1 - share)))
+    n_unknown = round(share * size)
+    if n_unknown > len(unknown) or size - n_unknown > len(known) or size < 2:
+        raise BenchError(f"{option}.mix_size: a mix of {size} pairs with {share:.0%} unknown needs {n_unknown} unknown and "
+                         f"{size - n_unknown} known pairs; the base model knows {len(known)} and not {len(unknown)} "
+                         "of the training pairs: lower mix_size")
+    r = rng(ctx.seed, "known-unknown-mix")
+    picked = r.sample(unknown, n_unknown) + r.sample(known, size - n_unknown)
+    ctx.record_cost("train", mix={"size": size, "unknown": n_unknown, "known": size - n_unknown,
+                                  "pool_known": len(known), "pool_unknown": len(unknown)})
+    return picked
 
 
 def self_answers(ctx: "CellContext") -> Answerer:

@@ -36,7 +36,8 @@ TINY_DIGESTS = {  # bench.synth.common.folder_digest of the tiny configurations 
 
 
 def _generate(name: str, cfg, out: Path) -> dict:
-    return {"codes": codes, "townfacts": townfacts, "capitals": capitals}[name].generate(cfg, out, name)
+    gen = {"codes": codes, "townfacts": townfacts, "capitals": capitals, "capitals_slick": capitals}[name]
+    return gen.generate(cfg, out, name)
 
 
 def _committed_config(name: str):
@@ -59,7 +60,7 @@ def test_generators_are_deterministic(tmp_path, name, tiny):
     assert folder_digest(tmp_path / "c") != folder_digest(tmp_path / "a")  # the seed matters
 
 
-@pytest.mark.parametrize("name", KNOWN)
+@pytest.mark.parametrize("name", KNOWN + ("capitals_slick",))
 def test_committed_folders_match_their_generator(tmp_path, name):
     _generate(name, _committed_config(name), tmp_path / name)
     assert folder_digest(tmp_path / name) == folder_digest(ROOT / "tasks" / name)
@@ -219,3 +220,12 @@ def test_generator_parameter_out_of_range(tmp_path, gen, cfg, field):
     with pytest.raises(BenchError) as e:
         gen.generate(cfg, tmp_path / "x")
     assert field in str(e.value) and "\n" not in str(e.value)
+
+
+def test_capitals_slick_asks_about_invented_countries_whose_answer_is_to_abstain():
+    task = load_folder(ROOT / "tasks" / "capitals_slick")
+    invented = [e for e in task.test if not e.answerable]
+    real = {e.get("country") for e in task.train} | {e.get("country") for e in task.test if e.answerable}
+    assert len(invented) == capitals.SLICK.unanswerable and all(e.output == task.abstain_phrase for e in invented)
+    assert not {e.get("country") for e in invented} & real and task.abstain_phrase in task.instruction
+    assert {e.get("direction") for e in invented} == {"capital", "country"}

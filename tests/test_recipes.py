@@ -164,3 +164,38 @@ def test_facts_defaults_add_no_paraphrases_or_strata(tmp_path):
     generate(TINY, tmp_path / "f")
     assert not any(r.get("paraphrase_of") for r in _rows(tmp_path / "f", "train"))
     assert not any("stratum" in r for r in _rows(tmp_path / "f", "test"))
+
+
+# -- Gekhman mixes: SliCK labels of the training pairs choose the mix -------------------------------------
+def test_known_unknown_mix_has_the_asked_share_of_pairs_the_base_model_does_not_know(tmp_path):
+    from bench.models.resolve import ModelSpec
+    from bench.run.cache import GenerationCache
+    from bench.run.context import CellContext
+    from strategies.finetune import known_unknown_mix
+    from tests.conftest import write_task
+    from tests.fakes import FakeBackend
+
+    train = [{"id": f"q{i}", "instruction": f"What is code {i}?", "input": "", "output": f"answer{i}"} for i in range(20)]
+    folder = write_task(tmp_path / "t", train=train, test=[{**train[0], "id": "t0"}])
+    task = load_folder(folder)
+    knows = {f"What is code {i}?": f"answer{i}" for i in range(0, 20, 2)}  # the base model knows the even ones
+
+    def answer(prompt):
+        last = [ln for ln in prompt.strip().splitlines() if ln.strip() and not ln.startswith("###")][-1]
+        return knows.get(last.strip(), "no idea")
+
+    def ctx(seed):
+        return CellContext(task=task, config=RunConfig(), seed=seed, model=ModelSpec("fake", "gguf"),
+                           backend=FakeBackend(answer=answer), cache=GenerationCache(None), strategy_key="lora#x")
+
+    for share, n_unknown in ((0.0, 0), (0.5, 4), (1.0, 8)):
+        c = ctx(1)
+        picked = known_unknown_mix(c, list(task.train), share, 8, option="params.lora")
+        odd = [e for e in picked if int(e.id[1:]) % 2]
+        assert len(picked) == 8 and len(odd) == n_unknown and len({e.id for e in picked}) == 8
+        assert c.costs["train"]["mix"] == {"size": 8, "unknown": n_unknown, "known": 8 - n_unknown,
+                                           "pool_known": 10, "pool_unknown": 10}
+    assert [e.id for e in known_unknown_mix(ctx(1), list(task.train), 0.5, 8, "p")] != \
+        [e.id for e in known_unknown_mix(ctx(2), list(task.train), 0.5, 8, "p")]  # the training seed picks
+    with pytest.raises(BenchError, match="lower mix_size"):
+        known_unknown_mix(ctx(1), list(task.train), 1.0, 12, option="params.lora")

@@ -27,7 +27,7 @@ from bench.prompts import build_messages
 from bench.seeding import rng
 from bench.stats import bootstrap_ci
 from bench.textnorm import normalize_answer
-from bench.types import Example, Measure, Task
+from bench.types import Call, Example, Measure, Task
 
 STRATA = ("highly_known", "maybe_known", "weakly_known", "unknown", "unanswerable")
 
@@ -60,8 +60,10 @@ def stratum(p_greedy: float, p_sample: float) -> str:
 
 
 def slick_strata(task: Task, ctx, n_samples: int = 4, n_greedy: int = 4, k_shots: int = 4, temperature: float = 0.5,
-                 limit: Optional[int] = None) -> dict[str, str]:
-    """{example_id: stratum} for the test items of `task` (first `limit` items if given), on ctx's base model."""
+                 limit: Optional[int] = None, examples: Optional[list[Example]] = None) -> dict[str, str]:
+    """{example_id: stratum} for the test items of `task` (first `limit` items if given), or for `examples`
+    (e.g. training items, whose exemplars then never include the item itself), on ctx's base model.
+    Every call of every item goes to the backend in one batch (cached answers skipped)."""
     if n_samples < 0 or n_greedy < 1 or k_shots < 0:
         raise BenchError(f"slick_strata: need n_greedy >= 1, n_samples >= 0, k_shots >= 0 "
                          f"(got {n_greedy}, {n_samples}, {k_shots})")
@@ -70,23 +72,30 @@ def slick_strata(task: Task, ctx, n_samples: int = 4, n_greedy: int = 4, k_shots
         raise BenchError(f"task {task.name}: SliCK needs answerable train items for few-shot exemplars")
     if dataclasses.is_dataclass(ctx) and hasattr(ctx, "strategy_key"):
         ctx = dataclasses.replace(ctx, strategy_key=f"slick:k{k_shots}")
-    examples = list(task.test[:limit] if limit else task.test)
+    if examples is None:
+        examples = list(task.test[:limit] if limit else task.test)
     out: dict[str, str] = {}
+    calls: list[Call] = []
+    plan: list[tuple[Example, int]] = []  # (item, calls of it) for the answerable items, in order
+    greedy = ctx.gen_params(temperature=0.0, max_new_tokens=48)
+    sampled = ctx.gen_params(temperature=temperature, top_p=1.0, max_new_tokens=48)
     for ex in examples:
         if not ex.answerable:
             out[ex.id] = "unanswerable"
             continue
-        greedy_ok = 0
-        shot_sets = [rng(ctx.seed, "slick", ex.id, i).sample(pool, min(k_shots, len(pool))) for i in range(n_greedy)]
-        for shots in shot_sets:
-            gen = ctx.generate(build_messages(task, ex, exemplars=shots), ctx.gen_params(temperature=0.0, max_new_tokens=48))
-            greedy_ok += is_correct(gen.output, ex, task)
-        sample_ok = 0
-        params = ctx.gen_params(temperature=temperature, top_p=1.0, max_new_tokens=48)
-        for s in range(n_samples):
-            gen = ctx.generate(build_messages(task, ex, exemplars=shot_sets[0]), params, sample=s)
-            sample_ok += is_correct(gen.output, ex, task)
-        out[ex.id] = stratum(greedy_ok / n_greedy, sample_ok / n_samples if n_samples else 0.0)
+        others = [e for e in pool if e.id != ex.id]
+        shot_sets = [rng(ctx.seed, "slick", ex.id, i).sample(others, min(k_shots, len(others))) for i in range(n_greedy)]
+        calls += [Call(tuple(build_messages(task, ex, exemplars=shots)), greedy) for shots in shot_sets]
+        calls += [Call(tuple(build_messages(task, ex, exemplars=shot_sets[0])), sampled, sample=s)
+                  for s in range(n_samples)]
+        plan.append((ex, n_greedy + n_samples))
+    gens = ctx.generate_many(calls, desc="SliCK labels") if calls else []
+    at = 0
+    for ex, n in plan:
+        mine = gens[at: at + n]
+        at += n
+        ok = [g.error is None and is_correct(g.output, ex, task) for g in mine]
+        out[ex.id] = stratum(sum(ok[:n_greedy]) / n_greedy, sum(ok[n_greedy:]) / n_samples if n_samples else 0.0)
     return out
 
 

@@ -38,6 +38,9 @@ class TrainParams:
     eval_every: int = 0  # optimizer steps between validation passes; 0 = twice per epoch
     patience: int = 2  # evaluations without improvement before stopping; 0 = never stop early
     recipe: str = "qa"  # what it trains on: qa | qa+paraphrases | docs | docs+qa (RECIPES)
+    unknown_share: float = -1.0  # >= 0: train on mix_size pairs, this share unknown to the base model (SliCK), -1 = off
+    mix_size: int = 0  # with unknown_share: pairs in the mix (0 = as many as the scarcer kind allows)
+    mix_pool: int = 0  # with unknown_share: label only the first N training pairs (0 = all; SliCK costs 8 calls each)
     train_tokens: int = 0  # > 0: train on exactly this many tokens (the recipe's records cycled, one pass), 0 = epochs
     padding_free: bool = True  # each batch's examples flattened into one row, no pad tokens (same loss, faster)
     eval_backend: str = "gguf"  # gguf: merged model exported for llama.cpp; hf: the unmerged adapter
@@ -69,6 +72,10 @@ class TrainParams:
             return f"patience must be >= 0 (0 = no early stopping), got {self.patience}"
         if self.recipe not in RECIPES:
             return f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}"
+        if self.unknown_share != -1.0 and not 0 <= self.unknown_share <= 1:
+            return f"unknown_share must be in [0, 1] (or -1 = off), got {self.unknown_share}"
+        if self.mix_size < 0 or self.mix_pool < 0:
+            return f"mix_size and mix_pool must be >= 0 (0 = as many as there are), got {self.mix_size}, {self.mix_pool}"
         if not 0 <= self.train_tokens <= 10**9:
             return f"train_tokens must be in [0, 1e9] (0 = train `epochs` epochs), got {self.train_tokens}"
         if self.eval_backend not in EVAL_BACKENDS:
