@@ -7,6 +7,7 @@ a run config and `study.yaml`:
     source: Ovadia et al. 2023, Table 1
     run: run.yaml                    # the run config, relative to the study folder
     quick: {limit: 12, seeds: [0]}   # keys merged over the run config by --quick (CI checks the plumbing)
+    frontier: false                  # true: also plot gain against forgetting per fine-tuning arm (probes)
     claims:
       - id: retrieval_beats_finetuning
         says: retrieval beats every fine-tuning recipe
@@ -75,9 +76,10 @@ class Study:
     run: str = "run.yaml"
     quick: dict = field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
+    frontier: bool = False  # study.md also plots gain against forgetting per fine-tuning arm (needs probes)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "source": self.source, "run": self.run,
+        return {"name": self.name, "title": self.title, "source": self.source, "run": self.run, "frontier": self.frontier,
                 "claims": [c.__dict__ | {"than": list(c.than)} for c in self.claims]}
 
 
@@ -134,7 +136,7 @@ def load_study(name: str) -> Study:
     data = read_yaml_file(path)
     if not isinstance(data, dict):
         raise BenchError(f"{path}: a study is a mapping (title, source, run, quick, claims)")
-    known = {"title", "source", "run", "quick", "claims"}
+    known = {"title", "source", "run", "quick", "claims", "frontier"}
     extra = sorted(set(data) - known)
     if extra:
         raise BenchError(f"{path}: unknown key {extra[0]!r}; a study takes {', '.join(sorted(known))}")
@@ -154,7 +156,10 @@ def load_study(name: str) -> Study:
     ids = [c.id for c in parsed]
     if len(set(ids)) != len(ids):
         raise BenchError(f"{path}: claims: ids must be unique, {ids!r}")
-    return Study(folder.name, folder, data["title"].strip(), data["source"].strip(), run, quick, parsed)
+    if not isinstance(data.get("frontier", False), bool):
+        raise BenchError(f"{path}: frontier: true or false")
+    return Study(folder.name, folder, data["title"].strip(), data["source"].strip(), run, quick, parsed,
+                 bool(data.get("frontier", False)))
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -132,3 +132,14 @@ def test_quick_study_runs_and_rerenders_without_model_calls(name, tmp_path, monk
     (run_dir / "study.md").unlink()
     assert bench_main(["report", str(run_dir)]) == 0
     assert (run_dir / "study.md").read_text(encoding="utf-8") == first
+
+
+def test_frontier_table_and_plot_from_probe_deltas(tmp_path):
+    run_dir = make_run(tmp_path / "run", tasks=("facts",))
+    spec = {"name": "s", "title": "T", "source": "S", "frontier": True,
+            "claims": [{"id": "c", "says": "x", "better": "lora", "than": ["zero_shot"], "task": "facts"}]}
+    md = write_study(run_dir, spec).read_text()
+    points = json.loads((run_dir / "study_claims.json").read_text())["frontier"]
+    lora = next(p for p in points if p["arm"] == "lora")
+    assert lora["base"] == "zero_shot" and lora["gain"] == pytest.approx(0.525) and lora["gain_low"] > 0
+    assert "Learning against forgetting" in md and "| lora |" in md

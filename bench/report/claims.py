@@ -180,6 +180,75 @@ def render_study(spec: dict, checked: list[dict], run: Run) -> str:
     return "\n".join(L) + "\n"
 
 
+def frontier_points(run: Run) -> list[dict]:
+    """Biderman et al.'s learning-forgetting frontier, one point per fine-tuning arm and task: the gain of the main
+    metric over the arm's base on answerable test items (paired, with its interval), and forgetting as the mean of
+    the accuracy probes' deltas against the base model and the perplexity probe's relative change (seed means)."""
+    out = []
+    for task in run.tasks:
+        metric = _main_metric(run, task)
+        for arm in run.strategies(task):
+            if run.family(arm) != "fine-tuning":
+                continue
+            base = run.arm(arm).base
+            filt = {"answerable": True}
+            gain = _compare(arm, rule.item_scores(_scores(run, task, arm, metric, filt)),
+                            rule.item_scores(_scores(run, task, base, metric, filt)), 0)
+            deltas = [r for r in run.rows if r["task"] == task and r["strategy"] == arm and r.get("kind") == "probe"
+                      and str(r.get("metric", "")).endswith("_delta") and r.get("value") is not None]
+            acc = [r["value"] for r in deltas if r["metric"].endswith("_acc_delta") and r.get("language", "en") == "en"]
+            ppl = [r["value"] / r["base"] for r in deltas if "perplexity" in r["metric"] and r.get("base")]
+            out.append({"task": task, "arm": arm, "base": base, "gain": gain.diff, "gain_low": gain.ci_low,
+                        "gain_high": gain.ci_high, "accuracy_delta": float(np.mean(acc)) if acc else None,
+                        "perplexity_change": float(np.mean(ppl)) if ppl else None})
+    return out
+
+
+def frontier_plot(points: list[dict], path: Path) -> Optional[Path]:
+    pts = [p for p in points if p["gain"] is not None and p["perplexity_change"] is not None]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, label in ((axes[0], "perplexity_change", "perplexity change on English text (forgetting →)"),
+                           (axes[1], "accuracy_delta", "accuracy-probe change vs base (← forgetting)")):
+        for p in pts:
+            if p[key] is None:
+                continue
+            ax.errorbar(p[key], p["gain"], yerr=[[p["gain"] - p["gain_low"]], [p["gain_high"] - p["gain"]]], fmt="o",
+                        capsize=3)
+            ax.annotate(p["arm"], (p[key], p["gain"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(label, fontsize=8)
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0].set_ylabel("gain over base (answerable items, 95 % CI)", fontsize=8)
+    fig.suptitle("learning-forgetting frontier (Biderman et al. 2024)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render_frontier(points: list[dict], figure: Optional[Path]) -> list[str]:
+    L = ["", "## Learning against forgetting", "",
+         "Gain: the main metric over the arm's base on answerable test items (paired, seed means, 95 % interval). "
+         "Forgetting: the accuracy probes' mean change against the base model (negative = forgot) and the "
+         "perplexity probe's relative change (positive = forgot); the report's forgetting section has each probe "
+         "with its interval.", "",
+         "| arm | gain | 95 % interval | accuracy-probe change | perplexity change |", "|---|---|---|---|---|"]
+    for p in points:
+        ppl = "–" if p["perplexity_change"] is None else f"{p['perplexity_change']:+.1%}"
+        L.append(f"| {p['arm']} | {_f(p['gain'])} | [{_f(p['gain_low'])}, {_f(p['gain_high'])}] | "
+                 f"{_f(p['accuracy_delta'])} | {ppl} |")
+    if figure is not None:
+        L += ["", f"![frontier](plots/{figure.name})"]
+    return L
+
+
 def write_study(run_dir: str | Path, spec: Optional[dict] = None) -> Optional[Path]:
     """study.md (+ study_claims.json) of a run folder that holds a study spec; None when it holds none."""
     run_dir = Path(run_dir)
@@ -188,5 +257,12 @@ def write_study(run_dir: str | Path, spec: Optional[dict] = None) -> Optional[Pa
         return None
     run = load(run_dir)
     checked = [check_claim(run, c) for c in spec.get("claims") or []]
-    atomic.write_json(run_dir / "study_claims.json", {"study": spec.get("name"), "claims": checked})
-    return atomic.write_text(run_dir / "study.md", render_study(spec, checked, run))
+    md = render_study(spec, checked, run)
+    extra: dict = {}
+    if spec.get("frontier"):
+        points = frontier_points(run)
+        figure = frontier_plot(points, run_dir / "plots" / "frontier.png")
+        md += "\n".join(render_frontier(points, figure)) + "\n"
+        extra["frontier"] = points
+    atomic.write_json(run_dir / "study_claims.json", {"study": spec.get("name"), "claims": checked, **extra})
+    return atomic.write_text(run_dir / "study.md", md)
