@@ -86,7 +86,8 @@ def recipe_records(recipe: str, task: Task, train: Sequence[Example], template: 
 
 def token_budget(rows: Sequence[dict], budget: int, seed: int) -> list[dict]:
     """Tokenized rows cycled in seeded passes (each pass a new order) until they hold `budget` tokens;
-    the last row is cut so the total is exactly `budget` (an empty rest is dropped)."""
+    the last row is cut so the total is `budget`, unless the cut leaves it no learned token: then it is
+    dropped and the total falls short by less than one row (a QA row cut before its answer teaches nothing)."""
     if budget <= 0 or not rows:
         return list(rows)
     out, total, k = [], 0, 0
