@@ -12,9 +12,10 @@ the interval and a failing arm cannot look good.
 The interval is the two-sided 95 % betting interval of the mean difference (bench.stats.paired_diff_ci).
 A comparison is `holds` when the interval lies above 0 (in the claimed direction), `opposite` when it
 lies below, and otherwise `unresolved` with the number of items at which the interval would exclude
-0 if further differences looked like these (bench.report.rule.needed_items). The claim's verdict:
-**reproduced** when every comparison holds, **opposite** when one is opposite, else **not resolved at
-this scale (needs ~N items)**, N the largest need.
+0 if further differences looked like these (bench.report.rule.needed_items; when the observed
+difference is against the claim, that is the items that would show the opposite: "points the other
+way"). The claim's verdict: **reproduced** when every comparison holds, **opposite** when one is
+opposite, else **not resolved at this scale (needs ~N items)**, N the largest need.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def _compare(label: str, a: dict[str, float], b: dict[str, float], seeds: int) -
         diffs = np.asarray(xa) - np.asarray(xb)
         side = "lower" if diffs.mean() >= 0 else "upper"
         needed = rule.needed_items(diffs, ALPHA / 2, False, side, 0.0)
+        if side == "upper" and needed is not None:
+            status = "unresolved, points the other way"
     return Comparison(label, len(keys), d.diff, d.ci_low, d.ci_high, float(np.mean(xa)), float(np.mean(xb)), seeds,
                       status, needed)
 
@@ -133,9 +136,11 @@ def check_claim(run: Run, claim: dict) -> dict[str, Any]:
     elif statuses == {"holds"}:
         verdict, needed = "reproduced", None
     else:
-        needs = [c.needed for c in comps if c.status == "unresolved"]
+        needs = [c.needed for c in comps if c.status.startswith("unresolved")]
         needed = None if any(n is None for n in needs) else max(needs)
         verdict = "not resolved"
+        if all(c.status == "unresolved, points the other way" for c in comps if c.status != "holds"):
+            verdict = "not resolved, points the other way"
     return {**claim, "metric": ", ".join(dict.fromkeys(used)), "comparisons": [c.__dict__ for c in comps], "verdict": verdict,
             "needed_items": needed}
 
@@ -149,9 +154,11 @@ def _v(x: Optional[float]) -> str:
 
 
 def verdict_text(c: dict) -> str:
-    if c["verdict"] == "not resolved":
-        need = f"needs ~{c['needed_items']} items" if c["needed_items"] else "no practical number of items resolves it"
-        return f"not resolved at this scale ({need})"
+    if c["verdict"].startswith("not resolved"):
+        other = c["verdict"].endswith("other way")
+        need = (f"~{c['needed_items']} items would show the opposite" if other else f"needs ~{c['needed_items']} items") \
+            if c["needed_items"] else "no practical number of items resolves it"
+        return f"not resolved at this scale ({'the difference points the other way; ' if other else ''}{need})"
     return c["verdict"]
 
 
