@@ -391,7 +391,8 @@ def test_the_unmutated_config_is_valid(tmp_path):
 
 
 # -- accepted mutants through a real run -----------------------------------------------------------------
-printable = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,
+# DEL (U+007F) is the one control character json.dumps writes raw; bench refuses it raw (docs/input-limits.md)
+printable = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\x7f"), min_size=1,
                     max_size=40).filter(lambda s: s.strip())
 benign_mutation = st.one_of(
     st.tuples(st.just("crlf_bom_blank"), st.sampled_from(FILES[:4]), st.booleans(), st.booleans(), st.booleans()),
@@ -399,7 +400,8 @@ benign_mutation = st.one_of(
               printable),
     st.tuples(st.just("field"), st.just("test.jsonl"), st.integers(0, 1), st.just("output"), printable | st.integers()),
     st.tuples(st.just("field"), st.sampled_from(JSONL[:2]), st.integers(0, 3), st.just("x"),
-              json_values.filter(lambda v: taskio.parse_json(json.dumps(v))[1] is None)),
+              json_values.filter(lambda v: taskio.parse_json(json.dumps(v))[1] is None
+                                 and "\x7f" not in json.dumps(v, ensure_ascii=False))),
     st.tuples(st.just("meta"), st.just("instruction"), printable),
 )
 
@@ -415,7 +417,10 @@ def run_config(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @settings(FUZZ, max_examples=3, phases=[Phase.generate])  # a real run takes seconds: report the mutant, no shrinking
-@given(mutations=st.lists(benign_mutation, min_size=2, max_size=5))
+# one line-ending/BOM mutation per file: a second BOM lands inside the first line, a real error `bench validate`
+# names (the folder-mutant test above covers it)
+@given(mutations=st.lists(benign_mutation, min_size=2, max_size=5,
+                          unique_by=lambda m: (m[0], m[1]) if m[0] == "crlf_bom_blank" else repr(m)))
 def test_accepted_mutants_run_zero_shot(run_config, mutations):
     files = valid_files()
     for m in mutations:
