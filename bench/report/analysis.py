@@ -274,12 +274,13 @@ def forgetting(run: Run, task: str, strategies: list[str]) -> dict[str, dict]:
                          "higher_is_better": bool(rs[0].get("higher_is_better", True)),
                          "resolves": lo is not None and hi is not None and (hi - lo) / 2 < RESOLVE_PP}
         against = next((r.get("against") for r in mine if r["strategy"] == s and r.get("against")), None)
-        out[s] = {"base": against or run.arm(s).base, "deltas": deltas, **forgetting_summary(deltas)}
+        probe_set = next((r.get("probe_set") for r in mine if r["strategy"] == s and r.get("probe_set")), None)
+        out[s] = {"base": against or run.arm(s).base, "deltas": deltas, **forgetting_summary(deltas, probe_set)}
     return out
 
 
-def forgetting_summary(deltas: dict[str, dict]) -> dict:
-    """What the probe deltas say, in words a reader can act on."""
+def forgetting_summary(deltas: dict[str, dict], probe_set: Optional[str] = None) -> dict:
+    """What the probe deltas say, in words a reader can act on (the next larger probe set when they are too small)."""
     acc = {m: d for m, d in deltas.items() if "perplexity" not in m}
     ppl = {m: d for m, d in deltas.items() if "perplexity" in m}
     worse = [m for m, d in acc.items() if d["ci_high"] is not None and d["ci_high"] < 0]
@@ -292,7 +293,8 @@ def forgetting_summary(deltas: dict[str, dict]) -> dict:
         parts.append("improved: " + ", ".join(f"{m} {acc[m]['delta']:+.3f}" for m in better))
     if acc and not worse and not better:
         parts.append("no accuracy change shown" + ("" if resolving else
-                     f" (the probe sets are too small to resolve a {RESOLVE_PP:.0%} change: use --probes default)"))
+                     f" (the probe sets are too small to resolve a {RESOLVE_PP:.0%} change: use --probes "
+                     f"{'large' if probe_set in ('default', 'large') else 'default'})"))
     for m, d in ppl.items():
         rel = d["delta"] / d["base"] if d.get("base") else None
         sig = d["ci_low"] is not None and (d["ci_low"] > 0 or d["ci_high"] < 0)
