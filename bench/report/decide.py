@@ -63,7 +63,7 @@ def hallucination_cost(a: TaskAnalysis, pick: str, other: Optional[str]) -> list
         c = paired_compare(pick, mine[metric], other, theirs[metric])
         if c.diff is None or not c.significant:
             continue
-        both = mine[metric].keys() & theirs[metric].keys()
+        both = sorted(mine[metric].keys() & theirs[metric].keys())  # a set's order varies by process: sum in one order
         out.append({"metric": metric, "strategy": pick, "versus": other, "n": c.n_items,
                     "value": sum(mine[metric][k] for k in both) / len(both),
                     "versus_value": sum(theirs[metric][k] for k in both) / len(both),
