@@ -214,7 +214,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for name in STRATEGIES.names():
             s = STRATEGIES.get(name)
             print(f"{name:<18} {s.family:<10} {s.description}")
-        print("\nStack with +, at most one per family: lora+rag, rag+cot, lora+few_shot.")
+        print("\nStack with +, at most one per family: lora+rag, rag+cot, lora+few_shot. Variants: NAME@LABEL runs NAME "
+              "with its own params.NAME@LABEL (lora@r64).")
     elif args.what == "metrics":
         for name in METRICS.names():
             m = METRICS.get(name)
