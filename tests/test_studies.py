@@ -53,7 +53,8 @@ def test_bad_study_specs_fail_in_one_line(tmp_path, text, words):
     (tmp_path / "study.yaml").write_text(text)
     with pytest.raises(BenchError) as e:
         study_config(load_study(str(tmp_path)))
-    assert words in str(e.value) and "\n" not in str(e.value) and "study.yaml" in str(e.value) or "run.yaml" in str(e.value)
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg and ("study.yaml" in msg or "run.yaml" in msg)
 
 
 def test_an_unknown_study_names_the_known_ones():
