@@ -63,7 +63,7 @@ def test_identity_adapter_served_merged_reproduces_the_base_exactly(smollm, tmp_
         a, b = ctx(base).generate_many(calls), ctx(adapted).generate_many(calls)
         assert [g.output for g in a] == [g.output for g in b]
         assert export["export_seconds"] > 0
-        strategy = SimpleNamespace(name="lora")
+        strategy = SimpleNamespace(name="lora", method=METHODS["lora"])
         checks = integrity(ctx(adapted), base, adapted, SimpleNamespace(key="identity"), result, strategy)
         assert checks["no_effect"] and checks["changed_vs_base"] == 0 and checks["prompts"] == 8
         assert 0.0 <= checks["merged_agreement"] <= 1.0
