@@ -29,6 +29,7 @@ import numpy as np
 from bench import atomic, stats
 from bench.report import rule
 from bench.report.data import Run, load
+from bench.report.plots import _plt, _save
 from bench.results import PROBES, read_json
 
 ALPHA = 0.05
@@ -215,12 +216,7 @@ def frontier_plot(points: list[dict], path: Path) -> Optional[Path]:
     pts = [p for p in points if p["gain"] is not None and p["perplexity_change"] is not None]
     if not pts:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = _plt().subplots(1, 2, figsize=(9, 3.6))
     for ax, key, label in ((axes[0], "perplexity_change", "perplexity change on English text (forgetting →)"),
                            (axes[1], "accuracy_delta", "accuracy-probe change vs base (← forgetting)")):
         for p in pts:
@@ -233,11 +229,7 @@ def frontier_plot(points: list[dict], path: Path) -> Optional[Path]:
         ax.axhline(0, color="grey", lw=0.5)
     axes[0].set_ylabel("gain over base (answerable items, 95 % CI)", fontsize=8)
     fig.suptitle("learning-forgetting frontier (Biderman et al. 2024)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def render_frontier(points: list[dict], figure: Optional[Path]) -> list[str]:
