@@ -41,7 +41,7 @@ from bench.taskio import read_yaml_file
 
 STUDY_FILE = "study.yaml"
 STUDIES_DIR = Path("studies")
-STUDY_RESULTS = Path("results") / "studies"
+STUDY_RESULTS = Path(RunConfig().out) / "studies"  # beside the runs, under the default results folder
 SPEC_IN_RUN = "study.json"  # the spec as the run folder keeps it, so `bench report` re-renders the claims
 CLAIM_ID = re.compile(r"[a-z0-9_]{1,60}")
 
