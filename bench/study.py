@@ -21,7 +21,7 @@ a run config and `study.yaml`:
 
 A claim compares arms (`better` against each of `than`, items paired) or, within one arm, two strata
 of the test items (`better_stratum` against `than_stratum`, items paired by fact); optional keys:
-`metric` (default: the task's main metric), `stratum` (only items of that stratum), `answerable`
+`metric` (default: the task's main metric), `stratum` (only items of that stratum, or of any of a list), `answerable`
 (true/false: only those items), `lower_is_better`, and `probe` (compare the arms on an accuracy
 probe's items instead, e.g. `probe_mmlu_acc`: what a fine-tune forgot). bench.report.claims evaluates them on the finished
 run; this module only reads and checks the spec (one-line errors naming study.yaml and the key) and
@@ -57,7 +57,7 @@ class Claim:
     than_stratum: Optional[str] = None  # ... against these (paired by fact: ids `<fact>-<stratum>`)
     task: Optional[str] = None  # default: every task of the run
     metric: Optional[str] = None  # default: the task's main metric
-    stratum: Optional[str] = None  # only test items of this stratum
+    stratum: tuple[str, ...] = ()  # only test items of these strata (one name or a list in the YAML)
     answerable: Optional[bool] = None  # only answerable (true) or unanswerable (false) items
     probe: Optional[str] = None  # compare the arms on this accuracy probe's items (probes.json), not on test items
     lower_is_better: bool = False
@@ -80,7 +80,8 @@ class Study:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "title": self.title, "source": self.source, "run": self.run, "frontier": self.frontier,
-                "claims": [c.__dict__ | {"than": list(c.than)} for c in self.claims]}
+                "claims": [c.__dict__ | {"than": list(c.than), "stratum": list(c.stratum) or None}
+                           for c in self.claims]}
 
 
 def study_folder(name: str) -> Path:
@@ -112,13 +113,17 @@ def _claim(raw: Any, where: str) -> Claim:
     data["than"] = tuple([than] if isinstance(than, str) else than)
     if not all(isinstance(t, str) for t in data["than"]):
         raise BenchError(f"{where}.than: a list of arm names")
-    for key in ("better", "arm", "better_stratum", "than_stratum", "task", "metric", "stratum", "probe"):
+    stratum = data.get("stratum") or ()
+    data["stratum"] = tuple([stratum] if isinstance(stratum, str) else stratum)
+    if not all(isinstance(t, str) for t in data["stratum"]):
+        raise BenchError(f"{where}.stratum: a stratum name or a list of them")
+    for key in ("better", "arm", "better_stratum", "than_stratum", "task", "metric", "probe"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise BenchError(f"{where}.{key}: must be a name (text)")
     for key in ("answerable", "lower_is_better"):
         if data.get(key) is not None and not isinstance(data[key], bool):
             raise BenchError(f"{where}.{key}: must be true or false")
-    claim = Claim(**{k: v for k, v in data.items() if v is not None or k in ("than",)})
+    claim = Claim(**{k: v for k, v in data.items() if v is not None})
     arms_form = bool(claim.better and claim.than)
     strata_form = bool(claim.arm and claim.better_stratum and claim.than_stratum)
     if arms_form == strata_form:

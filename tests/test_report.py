@@ -204,3 +204,19 @@ def test_the_verdict_names_a_hallucination_cost_only_when_it_is_significant(tmp_
     write_report(root2, plots=False)
     assert _rec(root2)["facts"]["hallucination_cost"] == []
     assert "Hallucination cost" not in (root2 / "report.md").read_text()
+
+
+def test_the_hallucination_line_counts_each_unanswerable_item_once_across_seeds(tmp_path):
+    """3 seeds x 10 unanswerable items are 10 items, not 30 (the report said "of 60" for 20 items before)."""
+    from bench.report.analysis import hallucination
+    from bench.report.data import load
+
+    root = make_run(tmp_path / "r", tasks=("facts",), strategies=("zero_shot", "rag"))
+    for path in (root / "cells").glob("facts__rag__*/scores.jsonl"):
+        scores = [json.loads(line) for line in path.read_text().splitlines()]
+        for s in scores[:10]:
+            s["answerable"] = False
+        path.write_text("".join(json.dumps(s) + "\n" for s in scores))
+    run = load(root)
+    assert len(run.cells_of("facts", "rag")) == 3
+    assert hallucination(run, "facts", "rag")["unanswerable"] == 10

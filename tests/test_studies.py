@@ -99,6 +99,41 @@ def test_stratum_claims_pair_items_by_fact(tmp_path):
     assert got["comparisons"][0]["diff"] == pytest.approx(1.0)
 
 
+def test_a_stratum_list_keeps_the_items_of_any_of_them(tmp_path):
+    """`stratum: [a, b]` compares the arms on the items of a or b only (Gekhman's Known = three SliCK labels)."""
+    run = load(make_run(tmp_path / "run", tasks=("facts",)))
+    labels = ("highly_known", "maybe_known", "unknown")
+    for arm, wins_on_known in (("lora", True), ("zero_shot", False)):
+        for c in run.cells_of("facts", arm):
+            for i, s in enumerate(c.scores):
+                s["stratum"], s["failed"] = labels[i % 3], False
+                known = s["stratum"] != "unknown"
+                s["scores"] = {"exact_match": float(known == wins_on_known)}
+    n_known = sum(1 for s in run.cells_of("facts", "lora")[0].scores if s["stratum"] != "unknown")
+    base = {"id": "k", "says": "x", "better": "lora", "than": ["zero_shot"], "metric": "exact_match"}
+    got = check_claim(run, base | {"stratum": ["highly_known", "maybe_known"]})
+    assert got["verdict"] == "reproduced" and got["comparisons"][0]["n"] == n_known
+    assert check_claim(run, base | {"stratum": "unknown"})["verdict"] == "opposite"
+    (tmp_path / "run.yaml").write_text("tasks: [facts]\n")
+    (tmp_path / "study.yaml").write_text("title: t\nsource: s\nclaims: [{id: a, says: x, better: l, than: [z], stratum: [p, q]}]\n")
+    assert load_study(str(tmp_path)).claims[0].stratum == ("p", "q")
+
+
+def test_a_lower_is_better_claim_shows_the_rates_as_measured(tmp_path):
+    """Hallucination 0.2 vs 0.9: the table shows 0.2 and 0.9 (not 1 - rate), the difference +0.7 as claimed."""
+    run = load(make_run(tmp_path / "run", tasks=("facts",)))
+    for arm, rate in (("lora", 0.2), ("zero_shot", 0.9)):
+        for c in run.cells_of("facts", arm):
+            for i, s in enumerate(c.scores):
+                s["failed"], s["scores"] = False, {"hallucination_rate": float(i < rate * len(c.scores))}
+    got = check_claim(run, {"id": "h", "says": "x", "better": "lora", "than": ["zero_shot"],
+                            "metric": "hallucination_rate", "lower_is_better": True})
+    (comp,) = got["comparisons"]
+    assert got["verdict"] == "reproduced"
+    assert comp["better_value"] == pytest.approx(0.2) and comp["than_value"] == pytest.approx(0.9)
+    assert comp["diff"] == pytest.approx(0.7)
+
+
 def test_claims_are_calibrated_by_simulation():
     """Known truth: with no true difference a claim is called 'holds' (or 'opposite') in at most ~5 % of runs;
     with a true difference of 0.3 on 60 items it holds in most runs (measured: 239 of 300)."""

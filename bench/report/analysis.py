@@ -223,11 +223,13 @@ def _rate_rows(run: Run, task: str, strategy: str, pattern: re.Pattern) -> dict[
 
 
 def hallucination(run: Run, task: str, strategy: str) -> dict:
-    """Hallucination and abstention rates with their intervals; `unanswerable`: how many items had no answer."""
+    """Hallucination and abstention rates with their intervals; `unanswerable`: how many distinct test items
+    had no answer (an item scored under three seeds counts once)."""
     rows = _rate_rows(run, task, strategy, HALLU_RE)
     if not rows:
         return {}
-    unans = sum(1 for c in run.cells_of(task, strategy) for s in c.scores if s.get("answerable") is False)
+    unans = len({s.get("example_id") for c in run.cells_of(task, strategy) for s in c.scores
+                 if s.get("answerable") is False})
     return {"rates": rows, "unanswerable": unans}
 
 

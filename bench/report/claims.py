@@ -20,7 +20,7 @@ opposite, else **not resolved at this scale (needs ~N items)**, N the largest ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,7 +42,7 @@ class Comparison:
     diff: Optional[float]  # mean(better - than), in the claimed direction (positive supports the claim)
     ci_low: Optional[float]
     ci_high: Optional[float]
-    better_value: Optional[float]
+    better_value: Optional[float]  # the claimed-better side's mean of the metric as measured (lower_is_better too)
     than_value: Optional[float]
     seeds: int
     status: str  # holds | opposite | unresolved | no data
@@ -67,13 +67,19 @@ def _scores(run: Run, task: str, arm: str, metric: str, claim: dict) -> dict[tup
         return out
     for c in run.cells_of(task, arm):
         for s in c.scores:
-            if claim.get("stratum") is not None and s.get("stratum") != claim["stratum"]:
+            if _strata(claim) and s.get("stratum") not in _strata(claim):
                 continue
             if claim.get("answerable") is not None and bool(s.get("answerable", True)) != claim["answerable"]:
                 continue
             v = None if s.get("failed") else (s.get("scores") or {}).get(metric)
             out[(str(s.get("example_id")), c.seed)] = None if v is None else float(v)
     return out
+
+
+def _strata(claim: dict) -> tuple[str, ...]:
+    """The claim's stratum filter: one name (specs written before lists) or a list; () keeps every item."""
+    st = claim.get("stratum")
+    return () if not st else (st,) if isinstance(st, str) else tuple(st)
 
 
 def _good(scores: dict[str, float], lower: bool) -> dict[str, float]:
@@ -129,6 +135,9 @@ def check_claim(run: Run, claim: dict) -> dict[str, Any]:
             seeds = len({c.seed for c in run.cells_of(task, claim["arm"])})
             comps.append(_compare(f"{prefix}{claim['arm']}: {claim['better_stratum']} vs {claim['than_stratum']}",
                                   _good(a, lower), _good(b, lower), seeds))
+    if lower:  # the table shows the metric as measured; the difference stays signed "as claimed = positive"
+        comps = [replace(c, better_value=None if c.better_value is None else 1.0 - c.better_value,
+                         than_value=None if c.than_value is None else 1.0 - c.than_value) for c in comps]
     statuses = {c.status for c in comps}
     if not comps or statuses == {"no data"}:
         verdict, needed = "no data", None
@@ -175,7 +184,8 @@ def render_study(spec: dict, checked: list[dict], run: Run) -> str:
     L += [f"| {c['says']} | **{verdict_text(c)}** |" for c in checked]
     for c in checked:
         metric = c.get("metric") or "?"
-        filters = ", ".join(f"{k} = {c[k]}" for k in ("stratum", "answerable") if c.get(k) is not None)
+        filters = ", ".join(f"{k} = {v}" for k, v in (("stratum", " + ".join(_strata(c)) or None),
+                                                       ("answerable", c.get("answerable"))) if v is not None)
         L += ["", f"## {c['says']}", "",
               f"`{c['id']}` on {metric}{' (' + filters + ')' if filters else ''}"
               f"{', lower is better' if c.get('lower_is_better') else ''}: **{verdict_text(c)}**.", "",
