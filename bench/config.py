@@ -29,7 +29,7 @@ from bench.errors import BenchError
 from bench.plugins import load_plugins
 from bench.registry import STRATEGIES
 from bench.taskio import BAD_TEXT, SAFE_NAME, read_yaml_file
-from bench.types import GenParams, Prices
+from bench.types import GGUF_TYPES, GenParams, Prices
 
 # The default matrix: every family on built-in tasks, sized for ~15 minutes on 2 CPU cores.
 # The default run: two built-in tasks whose right answer is known by construction (docs/tasks.md: codes needs
@@ -42,7 +42,7 @@ DEFAULT_MODEL = "smollm2-135m"
 BACKENDS = ("auto", "llama", "hf")
 PROBE_SETS = ("none", "tiny", "default", "large")
 EXECUTORS = ("local", "ray")
-SERVE_FORMATS = ("auto", "native", "f16", "q8_0", "f32")  # native: the model file as shipped (e.g. Q4_1)
+SERVE_FORMATS = ("auto", "native", *GGUF_TYPES)  # native: the model file as shipped (e.g. Q4_1)
 INT_RANGE = (-(2**31), 2**31 - 1)  # every whole number of a config fits a C int (threads, seeds, steps, tokens)
 SEED_RANGE = (0, INT_RANGE[1])  # a seed numpy, torch and llama.cpp all accept
 

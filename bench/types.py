@@ -157,6 +157,7 @@ class Passage:
     rank: int = 0
 
 
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")  # the weight types bench exports a GGUF in (bench.models.convert)
 TOKEN_PRICES = ("per_1k_tokens", "per_1k_prompt_tokens", "per_1k_completion_tokens")
 
 

@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--long", type=int, default=8, help="long prompts (pubmedqa zero-shot) for prompt processing")
     ap.add_argument("--agree", type=int, default=40, help="facts zero-shot prompts for greedy agreement")
+    ap.add_argument("--formats", default="f32,f16,bf16,q8_0",
+                    help="bench's exports to measure beside the packaged Q4_1 (f32 is always included: the reference)")
     ap.add_argument("--cache", default=None, help="where the exports go (default: a temp dir; conversion ~1 min)")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress lines show up when the output is a file
@@ -136,7 +138,7 @@ def main() -> None:
     threads = args.threads or default_threads()
     print(header(threads))
     cache = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="bench-formats-"))
-    files = export_formats(cache, ("f32", "f16", "q8_0"))
+    files = export_formats(cache, tuple(dict.fromkeys(["f32", *[f for f in args.formats.split(",") if f]])))
     spec = resolve_model("smollm2-135m", cache)
     from bench.models.llama import LlamaBackend
 

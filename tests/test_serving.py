@@ -80,3 +80,29 @@ def test_every_arm_of_a_run_is_served_in_one_format(tmp_path):
     assert pool.serving(spec)["format"] == "f16" and pool.serving(spec)["backend"] == "llama"
     native = ModelPool(RunConfig().replace(out=str(tmp_path), serve_format="native"))
     assert native.serving(spec)["format"] == "native"
+
+
+@pytest.mark.slow
+def test_every_gguf_type_bench_exports_loads_and_answers_like_f32(smollm, tmp_path):
+    """bf16 (and the other export types) are real GGUF types llama.cpp reads: the weight matrices carry the
+    type, and greedy answers of the lossless f16 export equal f32's; bf16's agree on most prompts."""
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    from bench.types import GGUF_TYPES, GenParams, GenRequest
+
+    spec, cache = smollm
+    prompts = ["The capital of France is", "Water boils at", "The largest planet is", "One plus one equals"]
+    answers = {}
+    for fmt in GGUF_TYPES:
+        served, _ = served_spec(spec, cache, fmt)
+        types = {t.tensor_type for t in GGUFReader(str(served.path)).tensors if len(t.shape) == 2}
+        assert GGMLQuantizationType[fmt.upper()] in types, (fmt, types)
+        backend = LlamaBackend(served, threads=2)
+        try:
+            answers[fmt] = [g.output for g in backend.generate_batch(
+                [GenRequest(p, GenParams(max_new_tokens=8), seed=0) for p in prompts])]
+        finally:
+            backend.close()
+        assert all(a.strip() for a in answers[fmt]), (fmt, answers[fmt])
+    assert answers["f16"] == answers["f32"]
+    assert sum(a == b for a, b in zip(answers["bf16"], answers["f32"])) >= 3

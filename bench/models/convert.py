@@ -25,9 +25,10 @@ from typing import Any, Optional
 
 from bench.errors import BenchError
 from bench.models.resolve import ModelSpec
+from bench.types import GGUF_TYPES
 
 SOURCE_FILE = "bench_source.json"  # written into every converted folder: where the weights came from
-EXPORT_TYPES = ("f32", "f16", "q8_0")
+EXPORT_TYPES = GGUF_TYPES
 
 
 # -- GGUF metadata ---------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def _permute(w: Any, n_head: int, n_kv_head: Optional[int]) -> Any:
 def export_gguf(model: Any, src_gguf: str | Path, out: str | Path, dtype: str = "f16") -> Path:
     """Write a (merged, plain transformers) model as GGUF, reusing the source GGUF's metadata.
 
-    dtype: f16 (default; norms stay f32 as llama.cpp wants), f32, or q8_0.
+    dtype: f16 (default; norms stay f32 as llama.cpp wants), f32, bf16 or q8_0.
     """
     import numpy as np
     import torch
@@ -205,7 +206,8 @@ def export_gguf(model: Any, src_gguf: str | Path, out: str | Path, dtype: str = 
             vtype = field.types[0]
             sub = field.types[-1] if vtype == GGUFValueType.ARRAY else None
             writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub)
-        ftype = {"f32": LlamaFileType.ALL_F32, "f16": LlamaFileType.MOSTLY_F16, "q8_0": LlamaFileType.MOSTLY_Q8_0}[dtype]
+        ftype = {"f32": LlamaFileType.ALL_F32, "f16": LlamaFileType.MOSTLY_F16, "bf16": LlamaFileType.MOSTLY_BF16,
+                 "q8_0": LlamaFileType.MOSTLY_Q8_0}[dtype]
         writer.add_file_type(ftype)
         if dtype == "q8_0":
             writer.add_quantization_version(2)
@@ -217,8 +219,8 @@ def export_gguf(model: Any, src_gguf: str | Path, out: str | Path, dtype: str = 
             else:
                 from gguf.quants import quantize
 
-                q = quantize(w.astype(np.float32), GGMLQuantizationType.Q8_0)
-                writer.add_tensor(name, q, raw_dtype=GGMLQuantizationType.Q8_0)
+                qtype = GGMLQuantizationType.BF16 if dtype == "bf16" else GGMLQuantizationType.Q8_0
+                writer.add_tensor(name, quantize(w.astype(np.float32), qtype), raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
+from bench.types import GGUF_TYPES
+
 EVAL_BACKENDS = ("gguf", "hf")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-EXPORT_DTYPES = ("auto", "f16", "f32", "q8_0")  # auto: the run's serve_format, so every arm is served alike
+EXPORT_DTYPES = ("auto", *GGUF_TYPES)  # auto: the run's serve_format, so every arm is served alike
 
 # What a fine-tuning arm trains on (strategies/training/data.py: recipe_records): the train split's pairs
 # (minus generated paraphrases), the pairs with their paraphrases, the task's documents (every token
