@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cpu import cpu_info
 from bench.models.chat import ChatTemplate
-from bench.models.llama import BatchDecoder, extra_bufts_enabled, load_model, serving_dtype
+from bench.models.llama import BatchDecoder, extra_bufts_enabled, load_model
+from bench.models.serving import serving_dtype
 from bench.types import GenParams, GenRequest
 
 TOPICS = ["the ocean", "a library", "winter", "bread", "a bicycle", "the moon", "a garden", "coffee", "trains",

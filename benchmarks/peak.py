@@ -84,7 +84,8 @@ def main() -> None:
     from formats import essay_prompts, export_formats, header, load, rates, zero_shot_prompts
 
     from bench.cpu import cpu_info
-    from bench.models.llama import BatchDecoder, LlamaBackend, load_model, serving_dtype
+    from bench.models.llama import BatchDecoder, LlamaBackend, load_model
+    from bench.models.serving import serving_dtype
     from bench.models.resolve import resolve_model
 
     print(header(threads))

@@ -12,7 +12,8 @@ import pytest
 
 from bench.cpu import CpuInfo
 from bench.errors import BenchError
-from bench.models.llama import EXTRA_BUFTS_ENV, LlamaBackend, extra_bufts_enabled, serving_dtype
+from bench.models.llama import EXTRA_BUFTS_ENV, LlamaBackend, extra_bufts_enabled
+from bench.models.serving import serving_dtype
 from bench.models.resolve import resolve_model
 from bench.prompts import build_messages
 from bench.registry import TASKS
@@ -45,6 +46,17 @@ def test_serving_format_is_one_bench_can_export():
 
     assert serving_dtype(EPYC) == serving_dtype(AMX_XEON) == "f16"
     assert serving_dtype(CpuInfo(model="old", flags=frozenset(), logical=2, physical=2)) in EXPORT_TYPES
+
+
+def test_auto_serves_what_this_cpu_is_given_and_an_explicit_format_as_asked(monkeypatch):
+    """`serve_format: auto` follows serving_dtype() of the CPU the run is on (one decision, not two)."""
+    import bench.models.serving as serving
+
+    monkeypatch.setattr(serving, "cpu_info", lambda: CpuInfo(model="old", flags=frozenset(), logical=2, physical=2))
+    assert serving.resolve_format("auto") == "q8_0"
+    monkeypatch.setattr(serving, "cpu_info", lambda: EPYC)
+    assert serving.resolve_format("auto") == "f16"
+    assert serving.resolve_format("bf16") == "bf16" and serving.export_format("native") == "f16"
 
 
 # -- real generation ---------------------------------------------------------------------------------

@@ -89,18 +89,6 @@ def server_command(model: str, port: int, threads: int, alias: str = "smollm2", 
             str(threads), "--flash_attn", "true"]
 
 
-def serving_dtype(info: Optional[CpuInfo] = None) -> str:
-    """The GGUF type (one of bench.models.convert.EXPORT_TYPES) every arm of a model is served in on this CPU.
-
-    f16: llama.cpp multiplies f16 weights with its AVX-512/AVX2 tinyBLAS kernels, which need no
-    repacking (so no AMX buffer, safe on every CPU of this kind) and keep the exported weights
-    unchanged; measured on the AVX-512 EPYC it processes prompts several times faster than the Q4_1 base
-    and decodes batches faster (benchmarks/formats.py, docs/performance.md). Without AVX2 nothing
-    is fast and the smaller q8_0 costs the least memory bandwidth.
-    """
-    return "f16" if (info or cpu_info()).fast_f16 else "q8_0"
-
-
 # -- loading ---------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _quiet_stderr():

@@ -18,8 +18,10 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 from bench import atomic
+from bench.cpu import CpuInfo, cpu_info
 from bench.hashing import sha256_json
 from bench.models.convert import EXPORT_TYPES, export_gguf, load_pretrained
 from bench.models.resolve import ModelSpec
@@ -29,14 +31,29 @@ NATIVE = "native"  # the model file as shipped (the packaged SmolLM2 is Q4_1)
 DEFAULT_FORMAT = "f16"  # exact for the fp32 weights the fine-tunes are trained in at half the memory of f32
 
 
-def resolve_format(requested: str) -> str:
-    """The dtype every arm is served in: `requested`, or for "auto" the default export dtype (f16).
+def serving_dtype(info: Optional[CpuInfo] = None) -> str:
+    """The GGUF type (one of bench.models.convert.EXPORT_TYPES) every arm of a model is served in on this CPU.
 
-    f16 is what merged fine-tunes are exported in, so "auto" serves the base in it too; "native"
-    keeps the shipped file for the base (fine-tunes cannot be written back in every shipped type,
-    and the report then shows the formats differ).
+    f16: llama.cpp multiplies f16 weights with its AVX-512/AVX2 tinyBLAS kernels, which need no
+    repacking (so no AMX buffer, safe on every CPU of this kind) and keep the exported weights
+    unchanged; measured on the AVX-512 EPYC it processes prompts several times faster than the Q4_1 base
+    and decodes batches faster (benchmarks/formats.py, docs/performance.md). Without AVX2 nothing
+    is fast and the smaller q8_0 costs the least memory bandwidth. bf16 is faster still on CPUs with
+    AVX-512 BF16 (measured: 17 % less wall time for a whole zero-shot run) but rounds the fp32 weights
+    (39 of 40 greedy answers equal to f32's, f16 40 of 40), so it is an option (`serve_format: bf16`),
+    never the automatic choice: a verdict must not move with the serving precision.
     """
-    return DEFAULT_FORMAT if requested == "auto" else requested
+    return DEFAULT_FORMAT if (info or cpu_info()).fast_f16 else "q8_0"
+
+
+def resolve_format(requested: str) -> str:
+    """The dtype every arm is served in: `requested`, or for "auto" this CPU's `serving_dtype()`.
+
+    Merged fine-tunes are exported in the same dtype, so "auto" serves base and fine-tunes alike;
+    "native" keeps the shipped file for the base (fine-tunes cannot be written back in every shipped
+    type, and the report then shows the formats differ).
+    """
+    return serving_dtype() if requested == "auto" else requested
 
 
 def export_format(fmt: str) -> str:
