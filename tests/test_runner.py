@@ -59,6 +59,25 @@ def test_second_run_makes_zero_model_calls(task_dir, fake_gguf, tmp_path):
     assert _values(third.rows) == _values(first.rows)
 
 
+def test_a_rerun_keeps_the_load_the_cells_were_computed_under(task_dir, fake_gguf, tmp_path, monkeypatch):
+    """The manifest lists every invocation; the report's header names the load of the one that computed
+    the cells, not of a later rerun that only reused them."""
+    import bench.results as results
+    from bench.report.render import _load_text
+
+    cfg = _config(task_dir, fake_gguf, tmp_path)
+    monkeypatch.setattr(results.os, "getloadavg", lambda: (1.5, 1.25, 1.0))
+    first = run_grid(cfg, progress=False, log=lambda m: None, pool=FakePool(FakeBackend()))
+    monkeypatch.setattr(results.os, "getloadavg", lambda: (0.25, 0.5, 0.75))
+    run_grid(cfg, progress=False, log=lambda m: None, pool=FakePool(FakeBackend()))
+    manifest = json.loads((first.run_dir / "manifest.json").read_text())
+    runs = manifest["invocations"]
+    assert [r["computed"] for r in runs] == [6, 0] and [r["load_avg"] for r in runs] == [[1.5, 1.25, 1.0], [0.25, 0.5, 0.75]]
+    assert manifest["hardware"]["load_avg"] == [0.25, 0.5, 0.75]  # this invocation's machine state
+    text = _load_text(manifest)
+    assert text.startswith("load average at start [1.5, 1.25, 1.0] (2 invocations") and "0.25" not in text
+
+
 def test_killed_run_resumes_with_the_same_rows(task_dir, fake_gguf, tmp_path):
     clean = run_grid(_config(task_dir, fake_gguf, tmp_path / "a"), progress=False, log=lambda m: None,
                      pool=FakePool(FakeBackend()))

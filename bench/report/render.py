@@ -53,7 +53,20 @@ def _model_line(run: Run, analyses: list[TaskAnalysis]) -> str:
     how = f"served as {served[0]} for every arm" if len(served) == 1 else f"served as {', '.join(served)} (not alike!)"
     cpu = hw.get("cpu") or f"{hw.get('cpus', '?')} CPUs"
     return (f"Model **{model.get('name', '?')}** ({model.get('source', '')}), {how}; seeds {manifest.get('seeds')}; "
-            f"{cpu}{', GPU ' + hw['cuda'] if hw.get('cuda') else ', no GPU'}; load average at start {hw.get('load_avg')}.")
+            f"{cpu}{', GPU ' + hw['cuda'] if hw.get('cuda') else ', no GPU'}; {_load_text(manifest)}.")
+
+
+def _load_text(manifest: dict) -> str:
+    """The load the cells were computed under: a resumed run that only reused cells does not replace it."""
+    runs = manifest.get("invocations") or []
+    computing = [r for r in runs if r.get("computed")]
+    if not computing:
+        return f"load average at start {(manifest.get('hardware') or {}).get('load_avg')}"
+    text = "load average at start " + ", then ".join(str(r.get("load_avg")) for r in computing)
+    if len(runs) > 1:
+        text += (f" ({len(runs)} invocations of `bench run` on this folder, {len(computing)} of them computed cells; "
+                 "each cell's cost.json has its own times)")
+    return text
 
 
 def render_markdown(run: Run, analyses: list[TaskAnalysis], decisions: dict[str, dict],

@@ -298,6 +298,26 @@ def lock_run(run_dir: Path) -> FileLock:
     return lock
 
 
+def _invocation(manifest: dict) -> dict:
+    """One finished `bench run` on this folder: when, under what load, and how many cells it computed."""
+    cells = manifest.get("cells") or {}
+    computed = int(cells.get("total") or 0) - int(cells.get("reused") or 0) - len(cells.get("failed") or {})
+    return {"started": manifest.get("started"), "finished": manifest.get("finished"),
+            "load_avg": (manifest.get("hardware") or {}).get("load_avg"), "computed": computed,
+            "model_calls": cells.get("model_calls", 0)}
+
+
+def _invocations(path: Path) -> list[dict]:
+    """The earlier finished invocations of a resumed run folder (a manifest from before this record: one)."""
+    try:
+        old = read_json(path)
+    except BenchError:
+        return []  # a broken manifest is rewritten; the cells on disk keep their own costs and times
+    if not old.get("finished"):
+        return list(old.get("invocations") or [])  # a run that never finished: its cells count when reused
+    return list(old.get("invocations") or [_invocation(old)])
+
+
 def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print,
              pool: Optional[ModelPool] = None) -> GridResult:
     """Run every cell of `config` that is not already on disk under its fingerprint (module docstring)."""
@@ -311,7 +331,8 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
     pool = pool or ModelPool(config)
     grid = Grid(config, p, run_dir, pool, progress, log)
     try:
-        manifest = manifest_of(config, p, run_id)
+        history = _invocations(run_dir / MANIFEST)
+        manifest = manifest_of(config, p, run_id) | {"invocations": history}
         atomic.write_json(run_dir / MANIFEST, manifest)
         log(f"run {run_id}: {len(p.tasks)} task(s) x {len(p.arms)} strategies x {len(config.seeds)} seed(s) on "
             f"{p.model.name}; load average {manifest['hardware']['load_avg']}")
@@ -327,6 +348,7 @@ def run_grid(config: RunConfig, *, progress: bool = True, log: Callable[[str], N
         total = len(p.tasks) * len(p.arms) * len(config.seeds)
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest["cells"] = {"total": total, "reused": grid.reused, "failed": grid.errors, "model_calls": grid.calls}
+        manifest["invocations"] = history + [_invocation(manifest)]
         atomic.write_json(run_dir / MANIFEST, manifest)
     finally:
         grid.cache.close()
