@@ -97,6 +97,16 @@ def study_folder(name: str) -> Path:
                      + (f"known studies: {', '.join(known)}" if known else "run it from the repository root"))
 
 
+def _names(value: Any, where: str, what: str) -> tuple[str, ...]:
+    """One name or a list of names as a tuple (none: ()); anything else is a one-line error."""
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BenchError(f"{where}: {what}")
+    return tuple(names)
+
+
 def _claim(raw: Any, where: str) -> Claim:
     if not isinstance(raw, dict):
         raise BenchError(f"{where}: a claim is a mapping (id, says, better/than or arm/better_stratum/than_stratum)")
@@ -109,14 +119,8 @@ def _claim(raw: Any, where: str) -> Claim:
         raise BenchError(f"{where}.id: give each claim an id of 1-60 lower-case letters, digits or _")
     if not isinstance(data.get("says"), str) or not data["says"].strip():
         raise BenchError(f"{where}.says: state the claim in one sentence")
-    than = data.get("than") or ()
-    data["than"] = tuple([than] if isinstance(than, str) else than)
-    if not all(isinstance(t, str) for t in data["than"]):
-        raise BenchError(f"{where}.than: a list of arm names")
-    stratum = data.get("stratum") or ()
-    data["stratum"] = tuple([stratum] if isinstance(stratum, str) else stratum)
-    if not all(isinstance(t, str) for t in data["stratum"]):
-        raise BenchError(f"{where}.stratum: a stratum name or a list of them")
+    data["than"] = _names(data.get("than"), f"{where}.than", "a list of arm names")
+    data["stratum"] = _names(data.get("stratum"), f"{where}.stratum", "a stratum name or a list of them")
     for key in ("better", "arm", "better_stratum", "than_stratum", "task", "metric", "probe"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise BenchError(f"{where}.{key}: must be a name (text)")

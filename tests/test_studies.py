@@ -47,6 +47,11 @@ def test_the_committed_studies_are_valid_and_their_claims_name_arms_they_run():
     ("title: t\nsource: s\nrun: run.yaml\nclaims: [{id: a, says: x, arm: lora, better_stratum: v, than_stratum: r, "
      "probe: probe_mmlu_acc}]\n", "probe"),
     ("title: t\nsource: s\nrun: run.yaml\nclaims: [{id: a, says: x, better: rag, than: [lora]}]\n", "does not run"),
+    ("title: t\nsource: s\nrun: run.yaml\nclaims: [{id: a, says: x, better: zero_shot, than: 5}]\n", ".than"),
+    ("title: t\nsource: s\nrun: run.yaml\nclaims: [{id: a, says: x, better: zero_shot, than: [lora], stratum: 5}]\n",
+     ".stratum"),
+    ("title: t\nsource: s\nrun: run.yaml\nclaims: [{id: a, says: x, better: zero_shot, than: [lora], stratum: {a: 1}}]\n",
+     ".stratum"),
 ])
 def test_bad_study_specs_fail_in_one_line(tmp_path, text, words):
     (tmp_path / "run.yaml").write_text("tasks: [demo]\nstrategies: [zero_shot, lora]\n")
