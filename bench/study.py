@@ -192,12 +192,13 @@ def study_config(study: Study, quick: bool = False, out: Optional[str] = None) -
     if not isinstance(data, dict):
         raise BenchError(f"{path}: a run config is a YAML mapping of keys (tasks, strategies, ...)")
     data = _merge(data, study.quick) if quick else data
-    strategies = set(data.get("strategies") or ())
+    data["out"] = out or str(STUDY_RESULTS)
+    data["run_id"] = study.name + ("-quick" if quick else "")
+    config = RunConfig.from_dict(data, where=str(path))
+    strategies = set(config.strategies)
     for c in study.claims:
         for arm in ((c.better, *c.than) if c.kind == "arms" else (c.arm,)):
             if arm not in strategies:
                 raise BenchError(f"{study.folder / STUDY_FILE}: claim {c.id} names arm {arm!r}, which {path} does not "
                                  f"run; its strategies are {', '.join(sorted(strategies))}")
-    data["out"] = out or str(STUDY_RESULTS)
-    data["run_id"] = study.name + ("-quick" if quick else "")
-    return RunConfig.from_dict(data, where=str(path))
+    return config

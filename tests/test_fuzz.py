@@ -438,3 +438,72 @@ def test_accepted_mutants_run_zero_shot(run_config, mutations):
         rows = [json.loads(line) for line in (Path(tmp) / "r" / "fuzz" / "rows.jsonl").read_text().splitlines()]
         quality = [r for r in rows if r["strategy"] == "zero_shot" and r.get("kind", "quality") == "quality"]
         assert quality and all(r["n"] == 2 for r in quality)
+
+
+# -- study specs (bench study NAME: study.yaml + its run config) ------------------------------------------
+STUDY = {"title": "t", "source": "s", "run": "run.yaml", "quick": {"limit": 4, "params": {"lora": {"epochs": 1}}},
+         "claims": [{"id": "a", "says": "x", "better": "lora", "than": ["zero_shot"], "stratum": ["k", "m"]},
+                    {"id": "b", "says": "y", "arm": "lora", "better_stratum": "v", "than_stratum": "r",
+                     "metric": "f1", "lower_is_better": False}]}
+STUDY_KEYS = ("title", "source", "run", "quick", "quick.limit", "quick.params", "quick.strategies", "claims",
+              "frontier", "nope")
+CLAIM_KEYS = ("id", "says", "better", "than", "arm", "better_stratum", "than_stratum", "task", "metric", "stratum",
+              "answerable", "probe", "lower_is_better", "nope")
+RUN_TEXTS = ("tasks: [demo]\nstrategies: [zero_shot, lora]\n", "strategies: 5\n", "strategies: [{a: 1}]\n", "- a\n",
+             "", "strategies: [zero_shot, lora]\nlimit: -3\n", "tasks: [demo]\nstrategies: lora\n")
+
+study_mutation = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(STUDY_KEYS), yaml_values),
+    st.tuples(st.just("claim"), st.integers(0, 2), st.sampled_from(CLAIM_KEYS), yaml_values),
+    st.tuples(st.just("drop"), st.sampled_from(STUDY_KEYS)),
+    st.tuples(st.just("run"), st.sampled_from(RUN_TEXTS)),
+    st.tuples(st.just("bytes"), st.integers(0, 10**4), st.sampled_from(NASTY)),
+)
+
+
+@settings(FUZZ, max_examples=CONFIG_MUTANTS)
+@given(st.lists(study_mutation, min_size=1, max_size=4))
+def test_every_study_spec_mutant_is_answered(mutations):
+    """A mutated study.yaml (or its run.yaml) loads into a valid run config or is refused in one line naming a file."""
+    from bench.study import load_study, study_config
+
+    spec, run_text, inserts = json.loads(json.dumps(STUDY)), RUN_TEXTS[0], []
+    for kind, *args in mutations:
+        if kind == "set":
+            _set(spec, args[0], args[1])
+        elif kind == "claim":
+            claims = spec.get("claims") if isinstance(spec.get("claims"), list) else []
+            if args[0] < len(claims) and isinstance(claims[args[0]], dict):
+                claims[args[0]][args[1]] = args[2]
+            else:
+                claims.append({args[1]: args[2]})
+            spec["claims"] = claims
+        elif kind == "drop":
+            *parents, last = args[0].split(".")
+            node = spec
+            for p in parents:
+                node = node.get(p) if isinstance(node.get(p), dict) else {}
+            node.pop(last, None)
+        elif kind == "run":
+            run_text = args[0]
+        else:
+            inserts.append(args)
+    try:
+        data = yaml.safe_dump(spec, allow_unicode=True).encode("utf-8", "surrogatepass")
+    except yaml.YAMLError:
+        data = json.dumps(spec, default=str).encode("utf-8", "surrogatepass")
+    for at, raw in inserts:
+        at %= len(data) + 1
+        data = data[:at] + raw + data[at:]
+    with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:
+        (Path(tmp) / "study.yaml").write_bytes(data)
+        (Path(tmp) / "run.yaml").write_text(run_text, encoding="utf-8")
+        try:
+            cfg = study_config(load_study(tmp), quick=True)
+        except BenchError as e:
+            event("study refused")
+            assert "\n" not in str(e) and ("study.yaml" in str(e) or "run.yaml" in str(e)), str(e)
+        else:
+            event("study accepted")
+            cfg.validate("fuzz")
+            assert cfg.run_id == Path(tmp).name + "-quick"
