@@ -327,6 +327,14 @@ def _set(cfg: dict, dotted: str, value) -> None:
     node[last] = value
 
 
+def _drop(cfg: dict, dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    node = cfg
+    for p in parents:
+        node = node.get(p) if isinstance(node.get(p), dict) else {}
+    node.pop(last, None)
+
+
 def _config_bytes(mutations) -> bytes:
     cfg = json.loads(json.dumps(CONFIG))
     data = None
@@ -334,11 +342,7 @@ def _config_bytes(mutations) -> bytes:
         if kind == "set":
             _set(cfg, args[0], args[1])
         elif kind == "drop":
-            *parents, last = args[0].split(".")
-            node = cfg
-            for p in parents:
-                node = node.get(p) if isinstance(node.get(p), dict) else {}
-            node.pop(last, None)
+            _drop(cfg, args[0])
         else:
             if data is None:
                 try:
@@ -479,11 +483,7 @@ def test_every_study_spec_mutant_is_answered(mutations):
                 claims.append({args[1]: args[2]})
             spec["claims"] = claims
         elif kind == "drop":
-            *parents, last = args[0].split(".")
-            node = spec
-            for p in parents:
-                node = node.get(p) if isinstance(node.get(p), dict) else {}
-            node.pop(last, None)
+            _drop(spec, args[0])
         elif kind == "run":
             run_text = args[0]
         else:

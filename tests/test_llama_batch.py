@@ -42,10 +42,10 @@ def test_extra_buffer_types_override(monkeypatch):
 
 
 def test_serving_format_is_one_bench_can_export():
-    from bench.models.convert import EXPORT_TYPES
+    from bench.types import GGUF_TYPES
 
     assert serving_dtype(EPYC) == serving_dtype(AMX_XEON) == "f16"
-    assert serving_dtype(CpuInfo(model="old", flags=frozenset(), logical=2, physical=2)) in EXPORT_TYPES
+    assert serving_dtype(CpuInfo(model="old", flags=frozenset(), logical=2, physical=2)) in GGUF_TYPES
 
 
 def test_auto_serves_what_this_cpu_is_given_and_an_explicit_format_as_asked(monkeypatch):

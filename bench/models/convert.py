@@ -28,7 +28,6 @@ from bench.models.resolve import ModelSpec
 from bench.types import GGUF_TYPES
 
 SOURCE_FILE = "bench_source.json"  # written into every converted folder: where the weights came from
-EXPORT_TYPES = GGUF_TYPES
 
 
 # -- GGUF metadata ---------------------------------------------------------------------------------
@@ -160,8 +159,8 @@ def export_gguf(model: Any, src_gguf: str | Path, out: str | Path, dtype: str = 
     from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, Keys, LlamaFileType
     from transformers.modeling_gguf_pytorch_utils import TensorProcessor, get_gguf_hf_weights_map
 
-    if dtype not in EXPORT_TYPES:
-        raise BenchError(f"export dtype {dtype!r}: use one of {', '.join(EXPORT_TYPES)}")
+    if dtype not in GGUF_TYPES:
+        raise BenchError(f"export dtype {dtype!r}: use one of {', '.join(GGUF_TYPES)}")
     src_gguf, out = Path(src_gguf), Path(out)
     reader = GGUFReader(str(src_gguf))
     arch = reader.get_field(Keys.General.ARCHITECTURE).contents()

@@ -23,16 +23,17 @@ from typing import Optional
 from bench import atomic
 from bench.cpu import CpuInfo, cpu_info
 from bench.hashing import sha256_json
-from bench.models.convert import EXPORT_TYPES, export_gguf, load_pretrained
+from bench.models.convert import export_gguf, load_pretrained
 from bench.models.resolve import ModelSpec
 from bench.results import read_json
+from bench.types import GGUF_TYPES
 
 NATIVE = "native"  # the model file as shipped (the packaged SmolLM2 is Q4_1)
 DEFAULT_FORMAT = "f16"  # exact for the fp32 weights the fine-tunes are trained in at half the memory of f32
 
 
 def serving_dtype(info: Optional[CpuInfo] = None) -> str:
-    """The GGUF type (one of bench.models.convert.EXPORT_TYPES) every arm of a model is served in on this CPU.
+    """The GGUF type (one of bench.types.GGUF_TYPES) every arm of a model is served in on this CPU.
 
     f16: llama.cpp multiplies f16 weights with its AVX-512/AVX2 tinyBLAS kernels, which need no
     repacking (so no AMX buffer, safe on every CPU of this kind) and keep the exported weights
@@ -58,7 +59,7 @@ def resolve_format(requested: str) -> str:
 
 def export_format(fmt: str) -> str:
     """The dtype a merged fine-tune is written in when the run serves `fmt` (native has no exporter)."""
-    return fmt if fmt in EXPORT_TYPES else DEFAULT_FORMAT
+    return fmt if fmt in GGUF_TYPES else DEFAULT_FORMAT
 
 
 def served_path(spec: ModelSpec, cache_dir: str | Path, fmt: str) -> Path:

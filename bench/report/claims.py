@@ -20,7 +20,7 @@ opposite, else **not resolved at this scale (needs ~N items)**, N the largest ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -82,15 +82,14 @@ def _strata(claim: dict) -> tuple[str, ...]:
     return () if not st else (st,) if isinstance(st, str) else tuple(st)
 
 
-def _good(scores: dict[str, float], lower: bool) -> dict[str, float]:
-    return {k: (1.0 - v if lower else v) for k, v in scores.items()}
-
-
-def _compare(label: str, a: dict[str, float], b: dict[str, float], seeds: int) -> Comparison:
+def _compare(label: str, a: dict[str, float], b: dict[str, float], seeds: int, lower: bool = False) -> Comparison:
+    """`a` claimed better than `b` on their common items; `lower`: the metric is better low, so the interval is
+    taken on 1 - value (the difference stays positive when the claim holds) and the means stay as measured."""
     keys = sorted(k for k in a if k in b)
     if not keys:
         return Comparison(label, 0, None, None, None, None, None, seeds, "no data")
-    xa, xb = [a[k] for k in keys], [b[k] for k in keys]
+    good = (lambda v: 1.0 - v) if lower else (lambda v: v)
+    xa, xb = [good(a[k]) for k in keys], [good(b[k]) for k in keys]
     d = stats.paired_diff_ci(xa, xb, ALPHA)
     status, needed = "unresolved", None
     if d.ci_low is not None and d.ci_low > 0:
@@ -103,8 +102,8 @@ def _compare(label: str, a: dict[str, float], b: dict[str, float], seeds: int) -
         needed = rule.needed_items(diffs, ALPHA / 2, False, side, 0.0)
         if side == "upper" and needed is not None:
             status = "unresolved, points the other way"
-    return Comparison(label, len(keys), d.diff, d.ci_low, d.ci_high, float(np.mean(xa)), float(np.mean(xb)), seeds,
-                      status, needed)
+    return Comparison(label, len(keys), d.diff, d.ci_low, d.ci_high, float(np.mean([a[k] for k in keys])),
+                      float(np.mean([b[k] for k in keys])), seeds, status, needed)
 
 
 def _strip(example_id: str, stratum: str) -> Optional[str]:
@@ -126,18 +125,15 @@ def check_claim(run: Run, claim: dict) -> dict[str, Any]:
             for other in claim.get("than") or []:
                 sa, sb = (_scores(run, task, arm, metric, claim) for arm in (claim["better"], other))
                 seeds = len({s for _, s in sa} & {s for _, s in sb})
-                comps.append(_compare(f"{prefix}{claim['better']} vs {other}", _good(rule.item_scores(sa), lower),
-                                      _good(rule.item_scores(sb), lower), seeds))
+                comps.append(_compare(f"{prefix}{claim['better']} vs {other}", rule.item_scores(sa),
+                                      rule.item_scores(sb), seeds, lower))
         else:
             items = rule.item_scores(_scores(run, task, claim["arm"], metric, claim))
             a = {f: v for k, v in items.items() if (f := _strip(k, claim["better_stratum"])) is not None}
             b = {f: v for k, v in items.items() if (f := _strip(k, claim["than_stratum"])) is not None}
             seeds = len({c.seed for c in run.cells_of(task, claim["arm"])})
             comps.append(_compare(f"{prefix}{claim['arm']}: {claim['better_stratum']} vs {claim['than_stratum']}",
-                                  _good(a, lower), _good(b, lower), seeds))
-    if lower:  # the table shows the metric as measured; the difference stays signed "as claimed = positive"
-        comps = [replace(c, better_value=None if c.better_value is None else 1.0 - c.better_value,
-                         than_value=None if c.than_value is None else 1.0 - c.than_value) for c in comps]
+                                  a, b, seeds, lower))
     statuses = {c.status for c in comps}
     if not comps or statuses == {"no data"}:
         verdict, needed = "no data", None
