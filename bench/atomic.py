@@ -40,8 +40,21 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}  # json.dumps leaves them raw
+
+
+def json_line(obj: Any, **kwargs: Any) -> str:
+    """One JSON Lines record, newline included: `json.dumps(obj, ensure_ascii=False, **kwargs)` with the
+    characters that str.splitlines() and some editors take for line breaks (U+0085, U+2028, U+2029)
+    escaped, so a record is one line for every reader."""
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    for raw, escaped in LINE_BREAKS.items():
+        text = text.replace(raw, escaped)
+    return text + "\n"
+
+
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
-    return write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+    return write_text(path, "".join(json_line(r, default=str) for r in rows))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -54,7 +67,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
     p = Path(path)
     if not p.exists():
         return []
-    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = p.read_text(encoding="utf-8", errors="replace").split("\n")  # not splitlines(): see json_line
+    if lines and lines[-1] == "":
+        lines.pop()
     out = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():

@@ -7,6 +7,10 @@ its traceback.
 
 from __future__ import annotations
 
+import errno
+import re
+from typing import Optional
+
 
 class BenchError(Exception):
     """Bad input that the user can fix; the message says where and what to do.
@@ -41,3 +45,33 @@ class PlanError(BenchError):
     @property
     def lines(self) -> list[str]:
         return self.problems
+
+
+class DiskFull(BenchError):
+    """The disk (or a quota or file-size limit) refused a write while a cell ran.
+
+    It stops the run instead of failing one cell: every later cell would fail the same way, each after
+    its own minutes of work. Cells finished before it are already saved; the next run resumes.
+    """
+
+
+# What a full disk looks like from code that does not raise a plain OSError: safetensors' Rust writer,
+# sqlite, and the GGUF writer's short writes.
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+DISK_FULL_TEXTS = ("no space left on device", "file too large", "disk quota exceeded", "database or disk is full",
+                   "disk i/o error")
+SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # numpy's tofile, which the GGUF writer uses
+
+
+def disk_full(exc: BaseException) -> Optional[BaseException]:
+    """The refused write of that kind that `exc` is, or was raised from; None when it is something else."""
+    seen: set[int] = set()
+    e: Optional[BaseException] = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return e
+        if any(t in str(e).lower() for t in DISK_FULL_TEXTS) or SHORT_WRITE.search(str(e)):
+            return e
+        e = e.__cause__ or e.__context__
+    return None

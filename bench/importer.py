@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from bench.atomic import json_line
 from bench.errors import BenchError
 from bench.metrics.base import reported_names
 from bench.registry import METRICS
@@ -546,7 +547,7 @@ def task_yaml(meta: TaskMeta, name: str, src: Path, instruction: Optional[str]) 
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    path.write_text("".join(json_line(r) for r in rows), encoding="utf-8")
 
 
 def import_task(src: str | Path, out: str | Path, *, columns: Columns = Columns(), meta: TaskMeta = TaskMeta(),

@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -77,7 +76,7 @@ def bench_run(tasks: list[str], per_task: int, max_new: int, threads: int,
     """(seconds, completion tokens, outputs, prompts) of a whole `bench run` (zero-shot, fresh cache, no probes).
 
     `warm`: the model's one-off serving export (GGUF -> f16 GGUF, cached per model) is made by an untimed
-    one-item run first and copied into the timed run's empty cache, as on every run after a model's first.
+    one-item run first into the model store both runs share, as on every run after a model's first.
     The prompts come back from the cells' generations.jsonl, so the plain loop answers exactly what bench answered.
     """
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
@@ -87,14 +86,15 @@ def bench_run(tasks: list[str], per_task: int, max_new: int, threads: int,
                                       "serve_format": serve_format,
                                       "generation": {"max_new_tokens": max_new}}))
         out = Path(tmp) / "results"
+        # converted weights: a store of this benchmark's own, so a BENCH_MODELS_DIR of the caller never warms it
+        env = {**os.environ, "BENCH_MODELS_DIR": str(Path(tmp) / "models")}
         if warm:
-            first = Path(tmp) / "first"
-            subprocess.run([sys.executable, "-m", "bench", "run", "--config", str(config), "--out", str(first),
-                            "--limit", "1", "--no-progress"], cwd=ROOT, check=True, capture_output=True)
-            shutil.copytree(first / ".cache" / "models", out / ".cache" / "models")
+            subprocess.run([sys.executable, "-m", "bench", "run", "--config", str(config), "--out",
+                            str(Path(tmp) / "first"), "--limit", "1", "--no-progress"], cwd=ROOT, check=True,
+                           capture_output=True, env=env)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "bench", "run", "--config", str(config), "--out", str(out)],
-                       cwd=ROOT, check=True)
+                       cwd=ROOT, check=True, env=env)
         dt = time.perf_counter() - t0
         rows = [json.loads(line) for f in sorted(out.glob("*/cells/*/generations.jsonl"))
                 for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.pop("BENCH_MODELS_DIR", None)  # warm caches are set up by copying <out>/.cache/models
 
 GRID_TASKS = "capitals,townfacts"
 GRID_ARMS = "zero_shot,few_shot,cot,rag"

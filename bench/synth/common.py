@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from bench.atomic import json_line
 from bench.errors import BenchError
 from bench.hashing import sha256_file
 from bench.taskio import DOCS, MANIFEST, TASK_YAML, TEST, TRAIN
@@ -21,9 +22,6 @@ from bench.taskio import DOCS, MANIFEST, TASK_YAML, TEST, TRAIN
 DATA_FILES = (TASK_YAML, TRAIN, TEST, DOCS)
 
 
-def _line_safe(text: str) -> str:
-    """Escape the characters str.splitlines() treats as line breaks (U+0085, U+2028, U+2029)."""
-    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 def stream(seed: int, kind: str, idx: Any = 0) -> random.Random:
     """An independent RNG for one item: adding items never reshuffles the others (data-notes §6.3)."""
@@ -32,7 +30,7 @@ def stream(seed: int, kind: str, idx: Any = 0) -> random.Random:
 
 
 def dumps_jsonl(rows: list[dict]) -> str:
-    return "".join(_line_safe(json.dumps(r, ensure_ascii=False, sort_keys=True)) + "\n" for r in rows)
+    return "".join(json_line(r, sort_keys=True) for r in rows)
 
 
 def write_task_folder(folder: Path, meta: dict, splits: dict[str, list[dict]], *, generator: str, version: str,
