@@ -5,7 +5,8 @@ answered: `bench validate` exits 0 or 2 within seconds with no traceback and eve
 mutants also go through a real `bench run` (slow: the packaged SmolLM2 on llama.cpp).
 
 Hypothesis finds the smallest failing mutant and prints it; the example database is off, so the test
-leaves nothing in the checkout.
+leaves nothing in the checkout. Every CI run draws new mutants; for a longer hunt set BENCH_FUZZ_SCALE
+(e.g. 20: twenty times the mutants of every test here, and as many real runs).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.hashing import sha256_json
 
-FOLDER_MUTANTS = 500  # each one a `bench validate` in this process
-CONFIG_MUTANTS = 300
+SCALE = max(1, int(os.environ.get("BENCH_FUZZ_SCALE", "1")))
+FOLDER_MUTANTS = 500 * SCALE  # each one a `bench validate` in this process
+CONFIG_MUTANTS = 300 * SCALE
+RUN_MUTANTS = 3 * SCALE  # each one a real `bench run`
 SECONDS_PER_MUTANT = 10.0  # "within seconds", with room for a loaded CI machine
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
 
@@ -420,7 +423,7 @@ def run_config(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@settings(FUZZ, max_examples=3, phases=[Phase.generate])  # a real run takes seconds: report the mutant, no shrinking
+@settings(FUZZ, max_examples=RUN_MUTANTS, phases=[Phase.generate])  # a real run takes seconds: report the mutant, no shrinking
 # one line-ending/BOM mutation per file: a second BOM lands inside the first line, a real error `bench validate`
 # names (the folder-mutant test above covers it)
 @given(mutations=st.lists(benign_mutation, min_size=2, max_size=5,
