@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import heapq
 import math
 import os
 import time
@@ -376,7 +377,7 @@ class BatchDecoder:
         lib = self.lib
         ctx = self._context(n_seq + (1 if prefix else 0), seq_len)
         mem = lib.llama_get_memory(ctx)
-        free = list(range(n_seq - 1, -1, -1))
+        free = list(range(n_seq))  # a min-heap: new sequences take the lowest free stream (see _ordered)
         active: list[_Seq] = []
         filling: list[_Prompt] = []
         self.steps = []
@@ -396,7 +397,7 @@ class BatchDecoder:
                 while pending and len(free) >= len(pending[0].members):
                     g = pending.popleft()
                     for s in g.members:
-                        s.seq = free.pop()
+                        s.seq = heapq.heappop(free)
                         r = requests[s.index]
                         s.sampler = self._sampler(r.params, r.seed)
                     if prefix:
@@ -404,6 +405,7 @@ class BatchDecoder:
                         g.done = len(prefix)
                     filling.append(g)
                 # one token for every decoding sequence, then prompt chunks up to N_BATCH tokens
+                active.sort(key=lambda s: s.seq)
                 entries = [(s.last, s.n_prompt + len(s.tokens) - 1, s.seq, True) for s in active]
                 charge: list[tuple[list[_Seq], int]] = [([s], 1) for s in active]
                 finished: list[tuple[_Prompt, int]] = []
@@ -444,12 +446,34 @@ class BatchDecoder:
                     lib.llama_memory_seq_rm(mem, s.seq, -1, -1)
                     lib.llama_sampler_free(s.sampler)
                     s.sampler = None
-                    free.append(s.seq)
+                    heapq.heappush(free, s.seq)
+                if not pending and not filling:
+                    self._compact(mem, active, free)
         finally:
             for s in active + [s for g in filling for s in g.members] + [s for g in pending for s in g.members]:
                 if s.sampler is not None:
                     lib.llama_sampler_free(s.sampler)
                     s.sampler = None
+
+    def _compact(self, mem, active: list[_Seq], free: list[int]) -> None:
+        """Move the highest streams into the lowest free ones, so the decoding sequences hold streams 0..n-1.
+
+        llama.cpp splits a batch over separate KV streams into micro-batches of consecutive sequence ids
+        (in batch order: hence `active.sort`). Streams freed as answers finish, with no prompt left to
+        refill them, would split each step into one micro-batch per run of ids, and every micro-batch
+        streams all the weights again: at the tail of a batch, one per sequence. Copying a stream is a few
+        MB for SmolLM2; the copy is exact, so answers do not change.
+        """
+        lib = self.lib
+        while free and active:
+            top = max(active, key=lambda s: s.seq)
+            if free[0] > top.seq:
+                return
+            dst = heapq.heappop(free)
+            lib.llama_memory_seq_cp(mem, top.seq, dst, -1, -1)
+            lib.llama_memory_seq_rm(mem, top.seq, -1, -1)
+            heapq.heappush(free, top.seq)
+            top.seq = dst
 
     def _accept(self, s: _Seq, tok: int) -> None:
         """Take a sampled token: end of generation, a stop string, the token limit, or go on."""
