@@ -93,6 +93,33 @@ def test_batched_greedy_equals_one_at_a_time_over_50_prompts(smollm):
 
 
 @pytest.mark.slow
+def test_decoding_sequences_sit_on_consecutive_streams(smollm, monkeypatch):
+    """llama.cpp runs each run of consecutive sequence ids (in batch order) as its own micro-batch, each
+    streaming all the weights: every step that only decodes must list streams 0..n-1 in order, also while
+    answers of different lengths end and free streams with no prompt left to take them."""
+    backend = LlamaBackend(smollm.spec, threads=2, n_ctx=1024, max_sequences=8)
+    steps: list[list[int]] = []
+    decode = type(backend.decoder)._decode
+
+    def spy(self, ctx, entries):
+        if all(out for _, _, _, out in entries):  # one token per decoding sequence, no prompt chunk
+            steps.append([seq for _, _, seq, _ in entries])
+        return decode(self, ctx, entries)
+
+    monkeypatch.setattr(type(backend.decoder), "_decode", spy)
+    lengths = [2, 30, 5, 30, 9, 30, 3, 30, 14, 30, 6, 30, 20, 30, 4, 30, 11, 30, 8, 30]
+    prompts = zero_shot_prompts(backend, len(lengths))
+    try:
+        gens = backend.generate_batch([GenRequest(p, GenParams(max_new_tokens=n), seed=0)
+                                       for p, n in zip(prompts, lengths)])
+    finally:
+        backend.close()
+    assert all(g.completion_tokens <= n for g, n in zip(gens, lengths))
+    assert len(steps) > 20 and any(len(s) < 8 for s in steps)  # the batch thinned out as answers ended
+    assert all(s == list(range(len(s))) for s in steps), [s for s in steps if s != list(range(len(s)))][:3]
+
+
+@pytest.mark.slow
 def test_samples_of_one_prompt_share_it_and_match_single_runs(smollm):
     prompt = smollm.render([{"role": "user", "content": "Write one word about the sea."}])
     params = GenParams(max_new_tokens=10, temperature=1.0)
