@@ -377,7 +377,7 @@ class BatchDecoder:
         lib = self.lib
         ctx = self._context(n_seq + (1 if prefix else 0), seq_len)
         mem = lib.llama_get_memory(ctx)
-        free = list(range(n_seq))  # a min-heap: new sequences take the lowest free stream (see _ordered)
+        free = list(range(n_seq))  # a min-heap: new sequences take the lowest free stream (see _compact)
         active: list[_Seq] = []
         filling: list[_Prompt] = []
         self.steps = []
@@ -462,7 +462,8 @@ class BatchDecoder:
         (in batch order: hence `active.sort`). Streams freed as answers finish, with no prompt left to
         refill them, would split each step into one micro-batch per run of ids, and every micro-batch
         streams all the weights again: at the tail of a batch, one per sequence. Copying a stream is a few
-        MB for SmolLM2; the copy is exact, so answers do not change.
+        MB for SmolLM2 and exact; wider micro-batches can still decide a near-tie differently, since
+        llama.cpp's matmuls are not bit-invariant to their width (docs/performance.md).
         """
         lib = self.lib
         while free and active:
