@@ -255,6 +255,75 @@ def test_prefix_tuning_batched_equals_single_and_peft_generate(spec, cache):
     assert gens[0].output == reference_generate(peft_model, tok, prompts[0], 12)
 
 
+# -- speculation in a batch's tail -----------------------------------------------------------------
+def test_lookup_draft_repeats_the_latest_occurrence_into_its_own_draft():
+    from bench.models.hf import _lookup_draft
+
+    assert _lookup_draft([5, 1, 2, 3, 9, 1, 2], k=4, ngram=3, room=10) == [3, 9, 1, 2]  # after "1 2"
+    assert _lookup_draft([7, 0, 0, 0], k=5, ngram=3, room=10) == [0, 0, 0, 0, 0]  # period 1 runs on
+    assert _lookup_draft([1, 2, 1, 2], k=5, ngram=2, room=10) == [1, 2, 1, 2, 1]
+    assert _lookup_draft([1, 2, 1, 2], k=5, ngram=2, room=3) == [1, 2]  # the pass's own token takes the last
+    assert _lookup_draft([1, 2, 3], k=5, ngram=3, room=10) == []  # nothing earlier to repeat
+
+
+REPETITIVE = ["Write the number 7 twenty times, separated by spaces.", "Repeat the word 'ping' again and again.",
+              "Count from 1 to 40.", "List the days of the week, then list them again, three times."]
+
+
+def forward_widths(backend) -> list[tuple[int, int]]:
+    """(rows, tokens) of every decoding pass of the backend's model from now on."""
+    seen: list[tuple[int, int]] = []
+    forward = backend.base.forward
+
+    def spy(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None:
+            seen.append(tuple(ids.shape))
+        return forward(*args, **kwargs)
+
+    backend.base.forward = spy
+    return seen
+
+
+def test_speculative_tail_keeps_greedy_answers_in_fewer_passes(hf):
+    """Drafts are fed and kept (fewer passes than tokens), and every answer equals plain one-token decoding,
+    alone and in a batch whose tail speculates, and transformers' own generate."""
+    params = GenParams(max_new_tokens=48)
+    prompts = [hf.render([{"role": "user", "content": q}]) for q in REPETITIVE] + task_prompts(hf, 4)
+    requests = [GenRequest(p, params, seed=0) for p in prompts]
+    keep, hf.speculate = hf.speculate, 0
+    try:
+        plain = hf.generate_batch(requests)
+    finally:
+        hf.speculate = keep
+    widths = forward_widths(hf)
+    try:
+        fast = hf.generate_batch(requests)
+        in_batch = len(widths)
+        alone = [hf.generate(p, params, seed=0) for p in prompts[:2]]
+    finally:
+        del hf.base.forward
+    assert [(g.output, g.completion_tokens, g.finish_reason) for g in fast] == \
+           [(g.output, g.completion_tokens, g.finish_reason) for g in plain]
+    assert [g.output for g in alone] == [g.output for g in plain[:2]]
+    assert alone[0].output == reference_generate(hf.model, hf.tokenizer, prompts[0], 48)
+    assert any(rows > 1 and tokens > 1 for rows, tokens in widths[2:in_batch])  # a batch's tail fed drafts
+    assert max(g.completion_tokens for g in alone) >= 20
+    # one prefill and one pass per token without speculation; fewer when drafts were kept
+    assert len(widths) - in_batch < sum(1 + g.completion_tokens for g in alone)
+
+
+def test_speculation_keeps_prompt_tuning_answers(prompt_tuned):
+    params = GenParams(max_new_tokens=32)
+    requests = [GenRequest(prompt_tuned.render([{"role": "user", "content": q}]), params, seed=0) for q in REPETITIVE]
+    keep, prompt_tuned.speculate = prompt_tuned.speculate, 0
+    try:
+        plain = prompt_tuned.generate_batch(requests)
+    finally:
+        prompt_tuned.speculate = keep
+    assert [g.output for g in prompt_tuned.generate_batch(requests)] == [g.output for g in plain]
+
+
 # -- log-likelihood ------------------------------------------------------------------------------
 def hand_loglikelihood(step_logits, tokens: list[int], start: int) -> float:
     """Sum over i >= start of log_softmax(logits after tokens[:i])[tokens[i]], one forward pass per token."""

@@ -143,3 +143,20 @@ def test_broken_cell_is_recorded_and_others_finish(task_dir, fake_gguf, tmp_path
     assert res.cells_failed == ["tiny__cot__fake-model__s0"]
     assert (res.run_dir / "cells" / "tiny__cot__fake-model__s0" / "error.txt").read_text().count("backend crashed")
     assert {r["strategy"] for r in res.rows} == {"zero_shot", "few_shot"}
+
+
+def test_hardware_names_the_gpu_without_importing_torch(tmp_path, monkeypatch):
+    """The manifest's GPU comes from nvidia-smi when the run has not imported torch (importing it only to
+    ask cost every llama.cpp run 1.3 s), and there is no GPU entry when there is no nvidia-smi."""
+    import subprocess
+    import sys
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200'\necho 'NVIDIA H200'\n")
+    smi.chmod(0o755)
+    code = ("import sys, bench.results as r; h = r.hardware(); "
+            "print(h.get('cuda'), 'torch' in sys.modules)")
+    for path, want in ((str(tmp_path), "NVIDIA H200 False"), ("/nonexistent", "None False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={"PATH": path, "HOME": str(tmp_path)}).stdout.strip()
+        assert out == want

@@ -214,3 +214,34 @@ def test_nli_check_plumbing_with_a_tiny_random_model(tmp_path, task_dir):
     finally:
         S.configure(nli_model=None)
     assert "support_nli" not in scorers_for(task)
+
+
+def test_phrase_lookup_by_first_word_equals_scanning_every_phrase():
+    """WordSet.phrase_at looks phrases up by their first word; it must find what a scan of every phrase
+    in lexicon order finds, on texts made of lexicon phrases, their parts and their prefixes."""
+    import random
+
+    def scan(ws, tokens, i):
+        for ph in ws.phrases:
+            n = len(ph)
+            if tuple(tokens[i:i + n - 1]) == ph[:-1] and i + n <= len(tokens) and S._entry_match(tokens[i + n - 1], ph[-1]):
+                return n
+        return 0
+
+    lex = S.lexicon()
+    sets = [ws for _, ws in lex.sides] + [lex.stopwords, lex.negators]
+    phrases = [ph for ws in sets for ph in ws.phrases]
+    assert len(phrases) >= 6
+    pool = [w.rstrip("*") + suffix for ph in phrases for w in ph for suffix in ("", "s")] + ["the", "left", "x"]
+    rng = random.Random(0)
+    found = 0
+    for _ in range(300):
+        tokens: list[str] = []
+        while len(tokens) < 12:
+            tokens += list(w.rstrip("*") for w in rng.choice(phrases)) if rng.random() < 0.5 else [rng.choice(pool)]
+        for ws in sets:
+            for i in range(len(tokens)):
+                got = ws.phrase_at(tokens, i)
+                assert got == scan(ws, tokens, i), (tokens, i)
+                found += got > 0
+    assert found > 50

@@ -78,13 +78,22 @@ class WordSet:
     words: frozenset[str] = frozenset()
     prefixes: tuple[str, ...] = ()
     phrases: tuple[tuple[str, ...], ...] = ()
+    # the phrases by first word, in their order (a phrase's first word matches whole): scoring asks
+    # phrase_at of every token of every text, and most tokens start no phrase
+    _by_first: dict = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        by_first: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        for ph in self.phrases:
+            by_first[ph[0]].append(ph)
+        object.__setattr__(self, "_by_first", {w: tuple(v) for w, v in by_first.items()})
 
     def has(self, token: str) -> bool:
-        return token in self.words or any(token.startswith(p) for p in self.prefixes)
+        return token in self.words or token.startswith(self.prefixes)
 
     def phrase_at(self, tokens: Sequence[str], i: int) -> int:
         """Length of the phrase of this set that starts at tokens[i], else 0."""
-        for ph in self.phrases:
+        for ph in self._by_first.get(tokens[i], ()):
             n = len(ph)
             if tuple(tokens[i:i + n - 1]) == ph[:-1] and i + n <= len(tokens) and _entry_match(tokens[i + n - 1], ph[-1]):
                 return n

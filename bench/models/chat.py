@@ -8,6 +8,7 @@ Base models without a template (the packaged Gemma 3 270M) get a plain completio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 PLAIN_STOP = ("\n### Instruction", "\n### Input", "\n###")
@@ -40,15 +41,19 @@ class ChatTemplate:
         return render_plain(messages)
 
 
-def _render_jinja(template: str, messages: list[dict], bos: str, eos: str) -> str:
+@lru_cache(maxsize=16)
+def _compiled(template: str):
+    """The template compiled once (compiling took 5 ms a prompt: 1 s of a 200-prompt run)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = _raise
+    return env.from_string(template)
+
+
+def _render_jinja(template: str, messages: list[dict], bos: str, eos: str) -> str:
     # BOS is left to the tokenizer (llama.cpp and HF both add it when the model asks for it).
-    return env.from_string(template).render(
-        messages=messages, add_generation_prompt=True, bos_token="", eos_token=eos
-    )
+    return _compiled(template).render(messages=messages, add_generation_prompt=True, bos_token="", eos_token=eos)
 
 
 def render_plain(messages: list[dict]) -> str:

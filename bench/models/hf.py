@@ -44,6 +44,10 @@ MEMORY_SHARE = 0.25  # of the free memory one batch's KV cache and activations m
 MAX_BATCH_TOKENS = 1 << 17  # padded (prompt + new) tokens of one batch, whatever the free memory
 SHARED_PREFIX_MIN = 8  # tokens all prompts of a batch must share before they are run once for all
 PAD_SLACK = 1.3  # prompts run in one pass while their padded size stays within this factor of their tokens
+SPECULATE_TOKENS = 8  # draft tokens a greedy sequence checks per pass in a batch's tail (prompt lookup; 0 = off)
+SPECULATE_NGRAM = 3  # longest n-gram of the recent tokens looked up in the sequence's earlier tokens
+SPECULATE_ROWS = 8  # sequences left in a batch at most for speculation (fewer: the step is memory-bound)
+SPECULATE_WIDTH = 32  # tokens a speculative pass feeds at most (sequences x (1 + draft))
 PREFIX_TYPES = ("PREFIX_TUNING", "CARTRIDGE")  # peft methods whose virtual tokens live in the KV cache
 EMBEDDING_PROMPT_TYPES = ("PROMPT_TUNING", "P_TUNING")  # peft methods that prepend virtual token embeddings
 
@@ -96,12 +100,35 @@ class _Seq:
     seconds: float = 0.0
 
 
+def _lookup_draft(tokens: list[int], k: int, ngram: int, room: int) -> list[int]:
+    """k tokens (at most `room` - 1) that repeat what followed the latest earlier occurrence of the last
+    n-gram of `tokens` (the longest of `ngram` .. 1 tokens that occurs earlier); [] when none occurs.
+
+    The repeat runs on into the draft itself: a loop of period p ("0 0 0", "a b a b") drafts k tokens,
+    not the p that follow the occurrence."""
+    k = min(k, room - 1)  # the pass's own next token is the room's last
+    if k < 1:
+        return []
+    for n in range(ngram, 0, -1):
+        tail = tokens[-n:]
+        for i in range(len(tokens) - n - 1, -1, -1):
+            if tokens[i:i + n] == tail:
+                period = len(tokens) - n - i
+                seq = list(tokens)
+                for _ in range(k):
+                    seq.append(seq[-period])
+                return seq[len(tokens):]
+    return []
+
+
 class HFBackend(Backend):
     """Generation and scoring through transformers (and peft for unmerged adapters).
 
     Attributes:
         batch_size: most sequences decoded at once (BATCH_SIZE for the device); a batch is further
             limited to `max_batch_tokens` padded tokens, sized from the free memory at load time.
+        speculate: draft tokens a greedy sequence verifies per model pass once at most SPECULATE_ROWS
+            are left (prompt lookup decoding, see `_speculative_step`); 0 decodes one token per pass.
     """
 
     name = "hf"
@@ -155,6 +182,7 @@ class HFBackend(Backend):
         self.eos_ids = frozenset(self._eos_ids())
         self.max_positions = self._max_positions()
         self.max_batch_tokens = self._batch_tokens()
+        self.speculate = SPECULATE_TOKENS
         model_id = sha256_json([spec.sha256, adapter_hash]) if adapter_hash else spec.sha256
         super().__init__(model_id, template_for(spec, tokenizer))
 
@@ -338,6 +366,15 @@ class HFBackend(Backend):
                 mask = mask[rows]
                 active = [active[k] for k in keep]
                 chosen = [chosen[k] for k in keep]
+            if len(active) <= SPECULATE_ROWS and self._can_crop(cache) and all(s.generator is None for s in active):
+                before = active
+                active, logits, cache, mask = self._speculative_step(active, chosen, cache, mask)
+                spent = time.perf_counter() - t0
+                for s in before:
+                    s.seconds += spent / len(before)
+                if not active:
+                    break
+                continue
             positions = mask.sum(-1, keepdim=True)
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             out = self.base(input_ids=torch.tensor(chosen, device=self.device)[:, None], attention_mask=mask,
@@ -347,6 +384,65 @@ class HFBackend(Backend):
             for s in active:
                 s.seconds += spent / len(active)
         del cache
+
+    def _can_crop(self, cache: Any) -> bool:
+        """Speculation is on and every cache layer is a plain growing one (rejected drafts are cut off its end)."""
+        return self.speculate > 0 and all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+
+    def _speculative_step(self, active: list[_Seq], chosen: list[int], cache: Any,
+                          mask: Any) -> tuple[list[_Seq], Any, Any, Any]:
+        """One pass for a few greedy sequences: feed each one's `chosen` token and its draft, keep the draft
+        tokens the model itself would have chosen: (sequences still going, their next logits, cache, mask).
+
+        Prompt lookup decoding: a sequence's draft is what followed the latest earlier occurrence of its
+        last n-gram (in its prompt and answer so far; repetitive answers draft well). A draft token is kept
+        only while it equals the argmax at its position, and the argmax after the last kept one is the
+        next token, so each answer is its greedy answer. Once few sequences are left, a pass costs about
+        the same for a few tokens per sequence as for one (the weights are read from memory once either
+        way), so the tail of a batch, a few long answers, takes fewer passes. Rows are padded to the
+        longest draft; padding and rejected drafts stay in the cache as masked holes (position ids come
+        from the mask, so they shift nothing), and the columns no row kept are cut off the cache's end.
+        The verifying pass multiplies more rows than a plain step, so, as with batching, a near-tie
+        could in principle round the other way.
+        """
+        import torch
+
+        per_row = max(1, min(self.speculate, SPECULATE_WIDTH // len(active) - 1))
+        drafts = [_lookup_draft(s.ids + s.tokens, per_row, min(SPECULATE_NGRAM, len(s.tokens)),
+                                s.max_new - len(s.tokens)) for s in active]
+        width, span = mask.shape[1], 1 + max(len(d) for d in drafts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[t, *d] + [pad] * (span - 1 - len(d)) for t, d in zip(chosen, drafts)], device=self.device)
+        new = torch.tensor([[1] * (1 + len(d)) + [0] * (span - 1 - len(d)) for d in drafts], dtype=mask.dtype,
+                           device=self.device)
+        positions = mask.sum(-1, keepdim=True) + torch.arange(span, device=self.device)[None, :]
+        out = self.base(input_ids=ids, attention_mask=torch.cat([mask, new], dim=1), position_ids=positions,
+                        past_key_values=cache, use_cache=True)
+        logits, cache = out.logits.float(), out.past_key_values
+        best = logits.argmax(-1).tolist()
+        going, nexts = [], []
+        for r, (s, d) in enumerate(zip(active, drafts)):
+            kept, done = 0, False
+            while kept < len(d) and best[r][kept] == d[kept]:
+                kept += 1
+                if self._accept(s, d[kept - 1]):
+                    done = True
+                    break
+            new[r, 1 + kept:] = 0  # rejected drafts become holes
+            if not done:
+                going.append(r)
+                nexts.append(kept)
+        used = 1 + max((int(new[r].sum()) - 1 for r in going), default=0)
+        if used < span:
+            for layer in cache.layers:
+                layer.crop(used - span)
+        mask = torch.cat([mask, new[:, :used]], dim=1)
+        rows = torch.tensor(going, device=self.device)
+        if len(going) < len(active) and going:
+            cache.batch_select_indices(rows)
+            mask = mask[rows]
+        return ([active[r] for r in going], logits[rows, torch.tensor(nexts, device=self.device)] if going else None,
+                cache, mask)
 
     def _prefill(self, prompts: list[tuple[int, ...]]) -> tuple[Any, Any, Any]:
         """Run the (length-sorted) prompts: (last-position logits, KV cache, attention mask over the cache).
