@@ -16,9 +16,16 @@ Prints completion tokens/s of both, the ratio (target >= 3x), and how many greed
 The plain loop runs llama.cpp's default attention; `--plain-flash-attn` gives it the attention bench uses
 (flash attention), which makes the two sides' greedy answers comparable token for token.
 
+Which weights the plain loop reads (`--plain-weights`): `packaged` (default), the shipped Q4_1 file a user
+would load; or `served`, the very file bench served its arms from in the run (the default f16 export; with
+`--bench run` only), so both sides compute with the same weights and their greedy answers can be
+compared for identity. The plain loop's model load is timed either way; making the served file is not
+(bench's side pays for it unless `--warm-model`).
+
     python benchmarks/generation.py [--bench backend|run] [--tasks facts,selfaware] [--prompts 200]
                                     [--max-new-tokens 64] [--threads 2] [--plain-flash-attn]
                                     [--warm-model] [--serve-format auto|f16|bf16|q8_0|f32|native]
+                                    [--plain-weights packaged|served]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,13 +79,14 @@ def bench_backend(spec, prompts: list[str], max_new: int, threads: int) -> tuple
     return dt, sum(g.completion_tokens for g in gens), [g.output for g in gens], prompts
 
 
-def bench_run(tasks: list[str], per_task: int, max_new: int, threads: int,
-              warm: bool = False, serve_format: str = "auto") -> tuple[float, int, list[str], list[str]]:
+def bench_run(tasks: list[str], per_task: int, max_new: int, threads: int, warm: bool = False,
+              serve_format: str = "auto", keep_served: Path | None = None) -> tuple[float, int, list[str], list[str]]:
     """(seconds, completion tokens, outputs, prompts) of a whole `bench run` (zero-shot, fresh cache, no probes).
 
     `warm`: the model's one-off serving export (GGUF -> f16 GGUF, cached per model) is made by an untimed
     one-item run first into the model store both runs share, as on every run after a model's first.
     The prompts come back from the cells' generations.jsonl, so the plain loop answers exactly what bench answered.
+    `keep_served`: where to copy the GGUF the run served its arms from (for a plain loop on the same weights).
     """
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
         config = Path(tmp) / "run.yaml"
@@ -98,6 +107,12 @@ def bench_run(tasks: list[str], per_task: int, max_new: int, threads: int,
         dt = time.perf_counter() - t0
         rows = [json.loads(line) for f in sorted(out.glob("*/cells/*/generations.jsonl"))
                 for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if keep_served is not None:
+            served = sorted((Path(tmp) / "models" / "served").glob("*.gguf"))
+            if len(served) != 1:
+                raise SystemExit(f"--plain-weights served: the run served {len(served)} files, not one "
+                                 "(serve_format native serves the packaged file: use --plain-weights packaged)")
+            shutil.copyfile(served[0], keep_served)
     return dt, sum(r["completion_tokens"] for r in rows), [r["output"] for r in rows], [r["prompt"] for r in rows]
 
 
@@ -114,9 +129,13 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="0 = one per physical core")
     ap.add_argument("--plain-flash-attn", action="store_true", help="the plain loop computes attention as bench does")
+    ap.add_argument("--plain-weights", choices=("packaged", "served"), default="packaged",
+                    help="the plain loop's weights: the shipped Q4_1, or the file bench served (--bench run)")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress lines show up when the output is a file
 
+    if args.plain_weights == "served" and args.bench != "run":
+        ap.error("--plain-weights served needs --bench run (the served file is what a run exports)")
     threads = args.threads or default_threads()
     tasks = [t for t in args.tasks.split(",") if t]
     per_task = args.prompts // len(tasks)
@@ -126,20 +145,24 @@ def main() -> None:
         probe = LlamaBackend(spec, threads=threads)
         template = probe.template
         probe.close()
+        plain_path = str(spec.path)
         if args.bench == "run":
+            keep = Path(cache) / "served.gguf" if args.plain_weights == "served" else None
             t_b, tok_b, out_b, prompts = bench_run(tasks, per_task, args.max_new_tokens, threads, args.warm_model,
-                                                    args.serve_format)
+                                                    args.serve_format, keep)
+            plain_path = str(keep) if keep else plain_path
         else:
             prompts = [p for t in tasks for p in zero_shot_prompts(template, t, per_task)]
             t_b, tok_b, out_b, _ = bench_backend(spec, prompts, args.max_new_tokens, threads)
         print(f"bench ({args.bench}) done ({load()})", flush=True)
-        t_p, tok_p, out_p = plain_loop(str(spec.path), prompts, args.max_new_tokens, template.stop, threads,
+        t_p, tok_p, out_p = plain_loop(plain_path, prompts, args.max_new_tokens, template.stop, threads,
                                        args.plain_flash_attn)
     same = sum(a == b for a, b in zip(out_b, out_p))
     bench_tps, plain_tps = tok_b / t_b, tok_p / t_p
     print(f"prompts: {len(prompts)} ({', '.join(tasks)} zero-shot), max_new_tokens {args.max_new_tokens}, greedy; "
           f"completion tokens: bench {tok_b}, plain {tok_p}")
-    print(f"plain llama-cpp-python loop{' (flash attention)' if args.plain_flash_attn else ''}: "
+    weights = "bench's served file" if args.plain_weights == "served" else "packaged Q4_1"
+    print(f"plain llama-cpp-python loop ({weights}{', flash attention' if args.plain_flash_attn else ''}): "
           f"{plain_tps:6.1f} completion tokens/s ({t_p:.1f} s, model load included)")
     mode = args.bench + (", serving export cached" if args.warm_model else "") \
         + (f", serve_format {args.serve_format}" if args.serve_format != "auto" else "")

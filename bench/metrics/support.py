@@ -214,21 +214,39 @@ def content_terms(text: str, language: str = "en") -> set[str]:
 def _content(tokens: list[str], language: str) -> list[tuple[str, str]]:
     """(stem, word) of each content word of a token list."""
     lex = lexicon()
+    starts = _side_phrase_starts()
     out = []
     skip = 0
     for i, tok in enumerate(tokens):
         if skip:
             skip -= 1
             continue
-        n = max((ws.phrase_at(tokens, i) for _, ws in lex.sides), default=0)
-        if n:
-            skip = n - 1
-            continue
-        if (len(tok) < 3 or any(ch.isdigit() for ch in tok) and not any(ch.isalpha() for ch in tok)
-                or lex.stopwords.has(tok) or lex.negators.has(tok) or any(ws.has(tok) for _, ws in lex.sides)):
-            continue
-        out.append((stem(tok, language), tok))
+        if tok in starts:
+            n = max((ws.phrase_at(tokens, i) for _, ws in lex.sides), default=0)
+            if n:
+                skip = n - 1
+                continue
+        term = _content_stem(tok, language)
+        if term is not None:
+            out.append((term, tok))
     return out
+
+
+@lru_cache(maxsize=None)
+def _side_phrase_starts() -> frozenset[str]:
+    """First words of the side phrases ("left sided", "с обеих сторон"): only these tokens can start one."""
+    return frozenset(ph[0] for _, ws in lexicon().sides for ph in ws.phrases)
+
+
+@lru_cache(maxsize=200_000)
+def _content_stem(tok: str, language: str) -> Optional[str]:
+    """The stem of a word that carries content, None for stopwords, negators, sides, numbers and 1-2 letter
+    words (cached: scoring meets the same words in every answer and source)."""
+    lex = lexicon()
+    if (len(tok) < 3 or any(ch.isdigit() for ch in tok) and not any(ch.isalpha() for ch in tok)
+            or lex.stopwords.has(tok) or lex.negators.has(tok) or any(ws.has(tok) for _, ws in lex.sides)):
+        return None
+    return stem(tok, language)
 
 
 # -- numbers ------------------------------------------------------------------------------------------
