@@ -10,7 +10,9 @@ prompts are left-padded, each sequence gets its own position ids from its attent
 never shifts a sequence; peft's own `generate` shifts prompt-tuning sequences by their padding),
 sequences that finish leave the batch at once (a batch does not run until its longest answer ends),
 requests with the same prompt share its processing, and each request samples with its own seeded
-generator, so its answer does not depend on the requests beside it. Prompt-learning adapters enter
+generator, so its answer does not depend on the requests beside it. Once a batch is down to a few
+greedy sequences, each pass also checks a prompt-lookup draft per sequence and keeps what the model's
+own argmax agrees with (same answers, fewer memory-bound passes). Prompt-learning adapters enter
 at the prefill: prompt tuning's virtual token embeddings go in front of the prompt, prefix tuning's
 prefix goes into the cache; every later step runs the base model on that cache.
 
