@@ -111,7 +111,7 @@ def _claim(raw: Any, where: str) -> Claim:
     if not isinstance(raw, dict):
         raise BenchError(f"{where}: a claim is a mapping (id, says, better/than or arm/better_stratum/than_stratum)")
     known = set(Claim.__dataclass_fields__)
-    extra = sorted(set(raw) - known)
+    extra = sorted(set(raw) - known, key=str)
     if extra:
         raise BenchError(f"{where}: unknown key {extra[0]!r}; a claim takes {', '.join(sorted(known))}")
     data = dict(raw)
@@ -146,7 +146,7 @@ def load_study(name: str) -> Study:
     if not isinstance(data, dict):
         raise BenchError(f"{path}: a study is a mapping (title, source, run, quick, claims)")
     known = {"title", "source", "run", "quick", "claims", "frontier"}
-    extra = sorted(set(data) - known)
+    extra = sorted(set(data) - known, key=str)
     if extra:
         raise BenchError(f"{path}: unknown key {extra[0]!r}; a study takes {', '.join(sorted(known))}")
     for key in ("title", "source"):

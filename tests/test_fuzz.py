@@ -510,3 +510,15 @@ def test_every_study_spec_mutant_is_answered(mutations):
             event("study accepted")
             cfg.validate("fuzz")
             assert cfg.run_id == Path(tmp).name + "-quick"
+
+
+@pytest.mark.parametrize("text", ["claims:\n- {'': null, 0: null}\n", "1: x\nzz: y\n"])
+def test_study_keys_of_mixed_types_are_refused_in_one_line(tmp_path, text):
+    """A YAML mapping whose keys mix numbers and text (found by the fuzzer above) is refused, not a TypeError."""
+    from bench.study import load_study
+
+    base = "title: t\nsource: s\nrun: run.yaml\n"
+    (tmp_path / "study.yaml").write_text(base + text, encoding="utf-8")
+    (tmp_path / "run.yaml").write_text(RUN_TEXTS[0], encoding="utf-8")
+    with pytest.raises(BenchError, match=r"study\.yaml.*unknown key"):
+        load_study(str(tmp_path))
