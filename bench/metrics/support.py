@@ -235,7 +235,7 @@ def _content(tokens: list[str], language: str) -> list[tuple[str, str]]:
 @lru_cache(maxsize=None)
 def _side_phrase_starts() -> frozenset[str]:
     """First words of the side phrases ("left sided", "с обеих сторон"): only these tokens can start one."""
-    return frozenset(ph[0] for _, ws in lexicon().sides for ph in ws.phrases)
+    return frozenset(word for _, ws in lexicon().sides for word in ws._by_first)
 
 
 @lru_cache(maxsize=200_000)
