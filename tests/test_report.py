@@ -220,3 +220,22 @@ def test_the_hallucination_line_counts_each_unanswerable_item_once_across_seeds(
     run = load(root)
     assert len(run.cells_of("facts", "rag")) == 3
     assert hallucination(run, "facts", "rag")["unanswerable"] == 10
+
+
+def test_retrieval_without_gold_documents_says_so_instead_of_zero_counts():
+    """A task whose items name no gold documents (codes: rag searches the train split) gets '–' and a note,
+    not a row of zero outcome counts that reads as 'retrieval never mattered'."""
+    from types import SimpleNamespace
+
+    from bench.metrics.retrieval import retrieval_outcomes
+    from bench.report.render import _retrieval
+
+    recs = [{"example_id": f"q{i}", "doc_ids": [], "retrieved": ["d1", "d2"], "correct": i % 2 == 0} for i in range(6)]
+    some = recs[:4] + [{"example_id": "g", "doc_ids": ["d1"], "retrieved": ["d1", "d3"], "correct": True}]
+    a = SimpleNamespace(retrieval={"rag": retrieval_outcomes(recs, 2), "rag_bm25": retrieval_outcomes(some, 2)},
+                        metric="exact_match", oracle=[])
+    md = "\n".join(_retrieval(a))
+    assert "| rag | 2 | – | – | – | – | – | – |" in md
+    assert "`rag`: none of its 6 retrievals" in md and "`doc_ids`" in md
+    assert "| rag_bm25 | 2 | 1.000 | 1.000 | 1 | 0 | 0 | 0 |" in md
+    assert "count the items that name gold documents (1; 4 without them are left out)" in md

@@ -272,12 +272,22 @@ def _retrieval(a: TaskAnalysis) -> list[str]:
         return []
     L = ["", "### Retrieval", "", "| strategy | k | recall@k | MRR | retrieved & right | retrieved & wrong | "
          "missed & right | missed & wrong |", "|---|---|---|---|---|---|---|---|"]
+    notes = []
     for s, rt in a.retrieval.items():
         cl = rt.get("classes") or {}
+        n, without = rt.get("n") or 0, rt.get("n_without_gold") or 0
+        counts = [cl.get(o, 0) if n else "–" for o in ("retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong")]
         L.append(f"| {s} | {rt.get('k')} | {num(rt.get('recall_at_k'))} | {num(rt.get('mrr'))} | "
-                 f"{cl.get('retrieved_right', 0)} | {cl.get('retrieved_wrong', 0)} | {cl.get('missed_right', 0)} | "
-                 f"{cl.get('missed_wrong', 0)} |")
+                 + " | ".join(map(str, counts)) + " |")
+        if not n:
+            notes.append(f"`{s}`: none of its {without} retrievals is for an item that names its gold documents "
+                         "(`doc_ids` in test.jsonl), so recall and the outcome classes cannot be measured here.")
+        elif without:
+            notes.append(f"`{s}`: recall and the classes count the items that name gold documents ({n}; "
+                         f"{without} without them are left out).")
     L.append(f"\nAn answer counts as right when its {a.metric} is at least 0.5.")
+    if notes:
+        L += [""] + [f"- {x}" for x in notes]
     for o in a.oracle:
         L += ["", _oracle_text(a, o)]
     return L
