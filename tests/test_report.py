@@ -239,3 +239,18 @@ def test_retrieval_without_gold_documents_says_so_instead_of_zero_counts():
     assert "`rag`: none of its 6 retrievals" in md and "`doc_ids`" in md
     assert "| rag_bm25 | 2 | 1.000 | 1.000 | 1 | 0 | 0 | 0 |" in md
     assert "count the items that name gold documents (1; 4 without them are left out)" in md
+
+
+def test_a_cheaper_volume_for_an_arm_shown_worse_is_not_sold_as_a_flip(tmp_path, monkeypatch):
+    """lora (0.725) against zero_shot (0.200, shown worse) made dearer per query than lora: below the break-even
+    zero_shot is cheaper, but the rule picks on quality first, so the volume line must say it is shown worse."""
+    from fixtures import synthetic_run
+
+    monkeypatch.setitem(synthetic_run.COST, "zero_shot", (0.6, 60, {}))  # $0.00006 a query against lora's $0.00005
+    root = make_run(tmp_path / "r", tasks=("facts",), strategies=("zero_shot", "lora"))
+    write_report(root, plots=False)
+    rec = _rec(root)["facts"]
+    assert rec["decided"] is True and rec["strategy"] == "lora"
+    volume = [f for f in rec["flips"] if f.startswith("query volume")]
+    assert len(volume) == 1 and volume[0].startswith("query volume, only if exact_match may be traded for money:")
+    assert "200.0k queries" in volume[0] and "zero_shot is shown worse (-0.525 exact_match)" in volume[0]

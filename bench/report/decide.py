@@ -132,7 +132,13 @@ def flips(a: TaskAnalysis, pick: str, other: Optional[str]) -> list[str]:
     if other is not None:
         be = break_even(pick, p.money, other, res[other].money)
         if be.kind == "crossover":
-            out.append(f"query volume: {be.statement}")
+            c = v.comparisons.get(other)
+            if c is not None and c.status == WORSE and c.diff is not None:
+                # the rule picks on quality first: volume alone does not turn to an arm shown worse
+                out.append(f"query volume, only if {a.metric} may be traded for money: {be.statement}, but "
+                           f"{other} is shown worse ({c.diff:+.3f} {a.metric})")
+            else:
+                out.append(f"query volume: {be.statement}")
     cheaper = [r for r in res.values() if r.strategy != pick and not r.diagnostic and r.value is not None
                and cost_at(r, a.volume) is not None and cost_at(p, a.volume) is not None
                and cost_at(r, a.volume) < cost_at(p, a.volume)]
