@@ -485,7 +485,8 @@ def _parse_yaml(path: Path, text: str, problems: Problems) -> Any:
     except RecursionError:
         problems.add(path, f"nested deeper than {MAX_DEPTH} levels; flatten the data")
         return None
-    except (ValueError, TypeError, AttributeError, OverflowError) as e:  # e.g. `!!int abc`, `!!timestamp 2024-13-45`
+    except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as e:
+        # e.g. `!!int abc`, `!!timestamp 2024-13-45`; an empty `!!int` (IndexError) or `!!bool` (KeyError)
         problems.add(path, f"invalid YAML value ({type(e).__name__}: {_short(str(e), 80)}); check explicit !!tags")
         return None
     shape = _shape_problem(data, MAX_YAML_VALUES)

@@ -276,6 +276,8 @@ def test_task_yaml_value_types(tmp_path, meta, expected):
     ("name: a\ninstruction: a\x07b\n", "task.yaml:2: control character U+0007 at column 15"),
     ("extra: {when: 2024-01-01}\n", "task.yaml: extra.when is a date"),
     ("extra: {a: !!int abc}\n", "task.yaml: invalid YAML value (ValueError"),
+    ("extra: !!int\n", "task.yaml: invalid YAML value (IndexError"),  # an empty tagged value (fuzzer)
+    ("extra: !!bool\n", "task.yaml: invalid YAML value (KeyError"),
     ("extra: " + "[" * 5000 + "]" * 5000 + "\n", "task.yaml: nested deeper than 32 levels"),
     ("extra: &a {x: *a}\n", "task.yaml: nested deeper than 32 levels"),
     (BOMB, "task.yaml: holds more than 100,000 values (anchors and aliases expanded)"),
