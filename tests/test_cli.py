@@ -51,6 +51,18 @@ def test_bad_config_file(tmp_path):
     _one_line_error(bench("report", str(tmp_path)), "not a run folder")
 
 
+@pytest.mark.parametrize("spec", ["rag+", "+rag", "rag++cot"])
+def test_a_stacked_strategy_with_an_empty_part_is_refused(tmp_path, spec):
+    """`rag+` once ran as plain rag: a typo must not silently become another arm."""
+    _one_line_error(bench("run", "--strategy", spec, "--out", str(tmp_path)), f"--strategy {spec}", "rag+cot")
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")  # a folder under a plain file cannot be made, even by root
+    _one_line_error(bench("run", "--strategy", "zero_shot", "--out", str(tmp_path / "file" / "r")),
+                    "cannot create the results folder", "--out")
+
+
 def test_ls_lists_registries():
     res = bench("ls", "strategies")
     assert res.returncode == 0 and "self_consistency" in res.stdout

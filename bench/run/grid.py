@@ -288,13 +288,16 @@ def write_cell(cdir: Path, res: CellResult, fp: str) -> None:
 
 def lock_run(run_dir: Path) -> FileLock:
     """The results folder's lock; a second `bench run` on the same folder refuses instead of interleaving."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / LOCK))
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
     except Timeout:
         raise BenchError(f"{run_dir}: another bench run is writing this results folder; wait for it to finish, "
                          "or give this run another --run-id or --out") from None
+    except OSError as e:
+        raise BenchError(f"{run_dir}: cannot create the results folder or its lock here ({e.strerror or e}); "
+                         "pass --out a folder you can write to") from None
     return lock
 
 

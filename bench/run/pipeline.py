@@ -77,9 +77,11 @@ def _join(names: list[str]) -> str:
 def parse_arm(spec: str, config: RunConfig) -> Arm:
     """The Arm a strategy word names (`rag+cot`), with each part's params from the config."""
     load_plugins()
-    words = [w.strip() for w in spec.split("+") if w.strip()]
-    if not words:
+    words = [w.strip() for w in spec.split("+")]
+    if not any(words):
         raise BenchError(f"--strategy {spec!r}: empty strategy name")
+    if not all(words):
+        raise BenchError(f"--strategy {spec}: an empty name beside a '+'; stack names like rag+cot")
     slots: dict[str, object] = {}
     for w in words:
         base, label = split_variant(w, f"--strategy {spec}")
