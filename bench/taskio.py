@@ -793,7 +793,7 @@ def _parse(folder: Path) -> tuple[Task | None, list[str]]:
     hashes: dict[str, str] = {}
     meta_path = folder / TASK_YAML
     meta = _read_meta(meta_path, problems, folder, hashes)
-    meta_ok = bool(meta) and _check_meta(meta, meta_path, problems)
+    meta_ok = not problems.of(meta_path) and _check_meta(meta, meta_path, problems)  # `{}` is checked too
     seen: dict[str, str] = {}
     train_rows = _read_jsonl(folder / TRAIN, problems, True, folder, hashes)
     test_rows = _read_jsonl(folder / TEST, problems, True, folder, hashes)

@@ -270,6 +270,7 @@ def test_task_yaml_value_types(tmp_path, meta, expected):
     ("just text\n", "task.yaml: must be a YAML mapping"),
     ("", ("task.yaml: must be a YAML mapping with keys name, version, description, language, kind, metrics, "
           "main_metric, source, license, got null")),
+    ("{}\n", "task.yaml: missing required key 'name'"),  # was "ok", then an assertion in load_folder (fuzzer)
     ("name: a\nname: b\n", "task.yaml:2: invalid YAML at column 1: duplicate key 'name'; keep one of them"),
     ("name: [unclosed\n", "task.yaml:2: invalid YAML at column 1"),
     ("name: a\n1: b\n", "task.yaml: key 1 is a number"),
