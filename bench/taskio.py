@@ -299,6 +299,9 @@ def parse_json(text: str) -> tuple[Any, Optional[str]]:
     Stricter than json.loads: duplicate keys, NaN/Infinity, numbers out of range, nesting deeper than
     MAX_DEPTH, NUL and lone surrogates in strings are refused; a raw tab inside a string is accepted.
     """
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_DEPTH and _flow_depth(text, _JSON_STRING) > MAX_DEPTH:
+        return None, f"nested deeper than {MAX_DEPTH} levels; flatten the data"
     try:
         value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float, strict=False)
     except _Invalid as e:
@@ -318,7 +321,7 @@ def parse_json(text: str) -> tuple[Any, Optional[str]]:
         return None, f"nested deeper than {MAX_DEPTH} levels; flatten the data"
     except ValueError:  # an integer of more than 4300 digits
         return None, "invalid JSON: a number of more than 4300 digits"
-    if (text.count("[") + text.count("{") > MAX_DEPTH) or "\\u" in text:
+    if brackets > MAX_DEPTH or "\\u" in text:
         problem = _shape_problem(value)
         if problem:
             return None, problem
@@ -459,11 +462,16 @@ def _read_text(path: Path, problems: Problems, *, root: Optional[Path], limit: i
 _YAML_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|#[^\n]*')
 
 
-def _flow_depth(text: str) -> int:
-    """How deep [ ] and { } nest in a YAML text (outside quotes and comments): checked before parsing, since
-    PyYAML takes seconds to reach its recursion limit on a line of brackets."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _flow_depth(text: str, skip: re.Pattern = _YAML_QUOTED_OR_COMMENT) -> int:
+    """How deep [ ] and { } nest in a YAML (or, with skip=_JSON_STRING, JSON) text outside quotes and
+    comments: checked before parsing, since PyYAML takes seconds to reach its recursion limit on a line of
+    brackets, and json.loads reaches Python's own (under the fuzzer it once printed a stray "Exception ignored
+    ... RecursionError" line besides the one-line answer)."""
     depth = deepest = 0
-    for m in re.finditer(r"[\[\]{}]", _YAML_QUOTED_OR_COMMENT.sub("", text)):
+    for m in re.finditer(r"[\[\]{}]", skip.sub("", text)):
         depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
         deepest = max(deepest, depth)
     return deepest

@@ -354,3 +354,20 @@ def test_the_limits_page_states_the_limits():
                  f"{taskio.MAX_PROBLEMS_PER_FILE} problems", f"{taskio.MAX_NAME_CHARS} characters"):
         assert fact in page, fact
 
+
+
+def test_deep_json_is_refused_before_json_parses_it(monkeypatch):
+    """Nesting is counted before json.loads runs (outside strings), so a deep line never reaches Python's
+    recursion limit; brackets inside strings do not count."""
+    from bench import taskio
+
+    real = taskio.json.loads
+    parsed = []
+    monkeypatch.setattr(taskio.json, "loads", lambda text, **kw: parsed.append(text) or real(text, **kw))
+    deep = '{"x": ' + "[" * 5000 + "]" * 5000 + "}"
+    assert taskio.parse_json(deep) == (None, "nested deeper than 32 levels; flatten the data") and not parsed
+    inside = '{"x": "' + "[" * 40 + '", "y": [[1]]}'
+    assert taskio.parse_json(inside) == ({"x": "[" * 40, "y": [[1]]}, None) and parsed == [inside]
+    edge = '{"x": ' + "[" * 31 + "]" * 31 + "}"  # 32 levels with the object: the most accepted
+    assert taskio.parse_json(edge)[1] is None
+    assert "nested deeper" in taskio.parse_json('{"x": ' + "[" * 32 + "]" * 32 + "}")[1]
