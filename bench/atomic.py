@@ -57,12 +57,12 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
     return write_text(path, "".join(json_line(r, default=str) for r in rows))
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def read_jsonl(path: str | Path, appended: bool = False) -> list[dict]:
     """The objects of a JSON Lines file ([] when it does not exist).
 
-    Files bench writes atomically are never torn; an appended log (train_log.jsonl) can end in a
-    half-written line when a process is killed, and that last line is skipped. Any other bad line is
-    a one-line error naming the file and line.
+    Files bench writes atomically are never torn, so any bad line in them is damage: a one-line error
+    naming the file and line. An `appended` log (train_log.jsonl) can end in a half-written line when
+    a process is killed; that last line alone is skipped.
     """
     p = Path(path)
     if not p.exists():
@@ -77,7 +77,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
-            if n == len(lines):
+            if appended and n == len(lines):
                 break  # a torn last line of an interrupted append
 
             raise BenchError(f"{p}:{n}: not valid JSON; delete the file to let the next run rewrite it") from None

@@ -254,3 +254,38 @@ def test_a_cheaper_volume_for_an_arm_shown_worse_is_not_sold_as_a_flip(tmp_path,
     volume = [f for f in rec["flips"] if f.startswith("query volume")]
     assert len(volume) == 1 and volume[0].startswith("query volume, only if exact_match may be traded for money:")
     assert "200.0k queries" in volume[0] and "zero_shot is shown worse (-0.525 exact_match)" in volume[0]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "torn_last_line", "empty", "missing"])
+def test_a_cell_whose_scores_cannot_be_read_blocks_the_decision(tmp_path, damage):
+    """rag beats zero_shot, but with one of rag's cells unreadable the rule would compare only what it sees
+    (it used to: a damaged scores.jsonl silently dropped the arm, or its last item): no recommendation,
+    naming the cell and how to recompute it."""
+    from bench.results import cell_id
+
+    root = make_run(tmp_path / "r", tasks=("facts",), strategies=("zero_shot", "rag"))
+    scores = root / "cells" / cell_id("facts", "rag", "synthetic", 1) / "scores.jsonl"
+    lines = scores.read_text().splitlines()
+    if damage == "garbage":
+        scores.write_text("xx\n")
+    elif damage == "torn_last_line":
+        scores.write_text("\n".join(lines[:-1] + [lines[-1][:20]]) + "\n")
+    elif damage == "empty":
+        scores.write_text("")
+    else:
+        scores.unlink()
+    write_report(root, plots=False)
+    rec = _rec(root)["facts"]
+    assert rec["decided"] is False and rec["strategy"] is None and rec["informative"] is False
+    assert "facts__rag__synthetic__s1/scores.jsonl" in rec["reason"] and "rerun the same `bench run`" in rec["reason"]
+    assert "**facts: no recommendation.** Per-item scores of 1 cell(s) cannot be read" in (root / "report.md").read_text()
+
+
+def test_a_train_log_torn_by_a_kill_loses_only_its_last_line(tmp_path):
+    from bench.atomic import read_jsonl
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n{"st')
+    assert read_jsonl(log, appended=True) == [{"step": 1}, {"step": 2}]
+    with pytest.raises(BenchError, match=r"train_log\.jsonl:3: not valid JSON"):
+        read_jsonl(log)  # a file bench writes atomically is never torn: damage is an error

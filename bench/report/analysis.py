@@ -13,8 +13,9 @@ outcome classes, and rag against rag_oracle. Nothing is drawn or written here.
 
 from __future__ import annotations
 
+
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -387,6 +388,20 @@ def verdict_of(results: dict[str, StrategyResult], volume: float, settings: dict
                        order=order if settings["sequential"] else None, metric=metric)
 
 
+def unseen_arms(verdict: rule.Verdict, cells: list) -> rule.Verdict:
+    """No recommendation while some cells of the task have per-item scores and others do not (a scores.jsonl
+    missing, empty or damaged): the rule would compare only the arms it can see, and the best arm may be
+    the one it cannot. A run with no per-item scores at all (rows only) is left to the rule (nothing to decide)."""
+    blind = [c for c in cells if c.unscored]
+    if not blind or len(blind) == len(cells):
+        return verdict
+    what = "; ".join(c.unscored for c in blind[:3]) + (f"; and {len(blind) - 3} more" if len(blind) > 3 else "")
+    return replace(
+        verdict, decided=False, strategy=None, informative=False, needed_items=None,
+        reason=f"Per-item scores of {len(blind)} cell(s) cannot be read ({what}), so the arms cannot all be "
+               "compared; delete those cell folders under cells/ and rerun the same `bench run` to recompute them.")
+
+
 def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[TaskAnalysis]:
     results = {}
     for s in run.strategies(task):
@@ -403,9 +418,10 @@ def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[T
     support = {s: sp for s in names if (sp := _rate_rows(run, task, s, SUPPORT_RE))}
     rated = {s: [m for m in ((halluc.get(s, {}).get("rates") or {}).keys() | support.get(s, {}).keys())
                  if m == "hallucination_rate" or SUPPORT_RE.search(m)] for s in names}
+    verdict = verdict_of(results, volume, decision_settings(run.manifest), first.metric, first.higher_is_better)
     return TaskAnalysis(
         task=task, metric=first.metric, higher_is_better=first.higher_is_better, results=results,
-        verdict=verdict_of(results, volume, decision_settings(run.manifest), first.metric, first.higher_is_better),
+        verdict=unseen_arms(verdict, [c for s in names for c in run.cells_of(task, s)]),
         hallucination=halluc, support=support,
         rate_items={s: ri for s in names if rated[s] and (ri := rate_items(run, task, s, rated[s]))},
         forgetting=forgetting(run, task, names), strata={s: st for s in names if (st := strata(results[s], run, task))},

@@ -5,7 +5,9 @@ scores.jsonl, cost.json, generations.jsonl and, for fine-tunes, train_log.jsonl.
 them and attaches each cell to its (task, strategy, model, seed). What an arm is (its family, its
 parts, the arm it is compared with for forgetting, whether it is a diagnostic such as rag_oracle)
 comes from the manifest, which the runner wrote from the strategy classes: the report keeps no list
-of strategy names of its own. Missing cell files are tolerated (a cell without scores still has rows).
+of strategy names of its own. Missing cell files are tolerated (a cell without scores still has rows),
+but a cell whose scores.jsonl is missing, empty or damaged says so in `unscored`: the analysis must not
+decide between arms when it cannot see all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bench.atomic import read_jsonl
+from bench.errors import BenchError
 from bench.results import (
     COST,
     GENERATIONS,
@@ -55,6 +58,7 @@ class Cell:
     scores: list[dict] = field(default_factory=list)
     train_log: list[dict] = field(default_factory=list)
     latency_mean_s: Optional[float] = None
+    unscored: Optional[str] = None  # why the cell has no per-item scores (missing, empty or damaged file)
 
 
 @dataclass
@@ -114,7 +118,19 @@ def load(run_dir: str | Path) -> Run:
     cells = []
     for task, strategy, model, seed in keys:
         folder = cell_dir(run_dir, cell_id(task, strategy, model, seed))
-        cells.append(Cell(task, strategy, model, seed, folder, cost=read_json(folder / COST),
-                          scores=read_jsonl(folder / SCORES), train_log=read_jsonl(folder / TRAIN_LOG),
-                          latency_mean_s=_mean_latency(folder / GENERATIONS)))
+        scores, unscored = _scores(folder / SCORES)
+        cells.append(Cell(task, strategy, model, seed, folder, cost=read_json(folder / COST), scores=scores,
+                          train_log=read_jsonl(folder / TRAIN_LOG, appended=True),
+                          latency_mean_s=_mean_latency(folder / GENERATIONS), unscored=unscored))
     return Run(run_dir, manifest, rows, cells)
+
+
+def _scores(path: Path) -> tuple[list[dict], Optional[str]]:
+    """A cell's per-item scores, or [] and why there are none."""
+    if not path.is_file():
+        return [], f"{path.parent.name}/{SCORES} is missing"
+    try:
+        scores = read_jsonl(path)
+    except BenchError as e:
+        return [], str(e).split(";")[0].replace(str(path.parent.parent) + "/", "")
+    return scores, None if scores else f"{path.parent.name}/{SCORES} is empty"

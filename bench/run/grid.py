@@ -296,8 +296,8 @@ def lock_run(run_dir: Path) -> FileLock:
         raise BenchError(f"{run_dir}: another bench run is writing this results folder; wait for it to finish, "
                          "or give this run another --run-id or --out") from None
     except OSError as e:
-        raise BenchError(f"{run_dir}: cannot create the results folder or its lock here ({e.strerror or e}); "
-                         "pass --out a folder you can write to") from None
+        raise BenchError(f"cannot write {run_dir}: {e.strerror or e}; fix the permissions or choose another "
+                         "--out (the results folder and its lock are made there)") from None
     return lock
 
 

@@ -121,7 +121,7 @@ def load_cached(job: TrainJob) -> Optional[TrainResult]:
         return None
 
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return TrainResult(folder, meta, True, read_jsonl(folder / LOG_FILE))
+    return TrainResult(folder, meta, True, read_jsonl(folder / LOG_FILE, appended=True))
 
 
 def _device() -> str:
