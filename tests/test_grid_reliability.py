@@ -266,3 +266,17 @@ def test_answers_with_unicode_line_breaks_are_read_back_by_the_next_run_and_the_
     gens = [json.loads(line) for line in
             next((tmp_path / "r" / "x" / "cells").glob("*/generations.jsonl")).read_text().split("\n") if line]
     assert gens and all(g["output"] == odd("") for g in gens)
+
+
+def test_a_run_killed_before_its_first_new_cell_leaves_no_stale_rows(tmp_path, fake_gguf):
+    """The second run's manifest (limit 5) is on disk from its start; rows.jsonl must not keep the first run's
+    limit-3 rows of cells it has just found stale while the first new cell is still computing."""
+    task = write_task(tmp_path / "t", test=[{"id": f"q{i}", "instruction": f"What is {i}+{i}?", "input": "",
+                                             "output": str(2 * i)} for i in range(8)])
+    _run(_config(task, fake_gguf, tmp_path, limit=3))
+    rows_file = tmp_path / "results" / "x" / "rows.jsonl"
+    assert {r["n"] for r in map(json.loads, rows_file.read_text().splitlines()) if r["metric"] == "f1"} == {3}
+    with pytest.raises(KeyboardInterrupt):
+        _run(_config(task, fake_gguf, tmp_path, limit=5), FakeBackend(fail_after=0))  # killed at its first new item
+    rows = [json.loads(x) for x in rows_file.read_text().splitlines()]
+    assert not any(r.get("n") == 3 for r in rows)

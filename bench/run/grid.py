@@ -207,6 +207,7 @@ class Grid:
                 self.reused += 1
             else:
                 todo.append(job)
+        self.write_rows()  # drops the rows of cells just found stale: a kill from here on serves none of them
         if self.config.strata:
             for t in {j.task.name: j.task for j in todo}.values():
                 if t.name not in self.strata:
@@ -216,6 +217,7 @@ class Grid:
             cdir = cell_dir(self.run_dir, cid)
             if isinstance(outcome, CellFailure):
                 self.fail(cid, cdir, outcome.line, outcome.traceback)
+                self.write_rows()
                 continue
             res = outcome
             self.calls += res.model_calls
@@ -255,7 +257,8 @@ class Grid:
         return strata
 
     def write_rows(self) -> None:
-        """rows.jsonl = the rows of every complete cell, in grid order (rewritten atomically)."""
+        """rows.jsonl = the rows of every complete cell of this configuration, in grid order (rewritten atomically
+        once the reusable cells are known and after every cell, so it never holds a stale cell's rows)."""
         rows = []
         for t in self.plan.tasks:
             for a in self.plan.arms:
