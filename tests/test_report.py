@@ -289,3 +289,25 @@ def test_a_train_log_torn_by_a_kill_loses_only_its_last_line(tmp_path):
     assert read_jsonl(log, appended=True) == [{"step": 1}, {"step": 2}]
     with pytest.raises(BenchError, match=r"train_log\.jsonl:3: not valid JSON"):
         read_jsonl(log)  # a file bench writes atomically is never torn: damage is an error
+
+
+def test_a_run_killed_before_an_arm_was_computed_recommends_nothing(tmp_path):
+    """rag (0.700) would beat zero_shot (0.200), but lora, planned and not computed yet, may be better still:
+    an unfinished run names the missing arm and says how to finish, and the report says it is partial."""
+    root = make_run(tmp_path / "r", tasks=("facts",), strategies=("zero_shot", "rag", "lora"))
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["finished"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    rows = [r for r in map(json.loads, (root / "rows.jsonl").read_text().splitlines()) if r["strategy"] != "lora"]
+    (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_report(root, plots=False)
+    rec = _rec(root)["facts"]
+    assert rec["decided"] is False and rec["informative"] is False and rec["strategy"] is None
+    assert rec["reason"].startswith("No results yet for `lora`: the run has not finished")
+    md = (root / "report.md").read_text()
+    assert "**This run has not finished**" in md and "**facts: no recommendation.** No results yet for `lora`" in md
+    manifest["finished"] = "2026-01-01T00:00:00+0000"  # finished with zero_shot and rag only: rag is decided
+    manifest["strategies"].pop("lora")
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    write_report(root, plots=False)
+    assert _rec(root)["facts"]["strategy"] == "rag" and "has not finished" not in (root / "report.md").read_text()

@@ -64,3 +64,19 @@ def test_a_later_larger_run_extends_an_earlier_one(tmp_path):
     big = run_grid(_config(tmp_path, max_items=N), progress=False, log=lambda m: None, pool=FakePool(fake))
     final = big.rounds[-1]["items"]["t"]
     assert big.rounds[-1]["decided"]["t"] and fake.calls - calls == 2 * (final - 20)  # only the new items
+
+
+def test_a_failed_arm_does_not_stop_the_rounds(tmp_path):
+    """cot fails on every item; the rounds go on deciding between the arms that work (a failed arm is counted
+    as failed, not as an arm not computed yet, which would make every round 'no recommendation')."""
+
+    class CotBroken(FakeBackend):
+        def generate(self, prompt, params, seed):
+            if "step by step" in prompt:
+                raise RuntimeError("out of memory")
+            return super().generate(prompt, params, seed)
+
+    res = run_grid(_config(tmp_path, strategies=("zero_shot", "few_shot", "cot")), progress=False,
+                   log=lambda m: None, pool=FakePool(CotBroken(answer=answer)))
+    assert res.cells_failed == ["t__cot__m__s0"]
+    assert len(res.rounds) >= 2 and res.rounds[-1]["strategy"]["t"] == "few_shot"

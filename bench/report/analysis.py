@@ -402,6 +402,19 @@ def unseen_arms(verdict: rule.Verdict, cells: list) -> rule.Verdict:
                "compared; delete those cell folders under cells/ and rerun the same `bench run` to recompute them.")
 
 
+def uncomputed_arms(verdict: rule.Verdict, run: Run, names: list[str], failed: dict) -> rule.Verdict:
+    """No recommendation while a planned arm has no results and did not fail (a run killed or still
+    running): the arm not computed yet may be the best. Failed arms are counted and warned about instead."""
+    planned = [s for s, d in (run.manifest.get("strategies") or {}).items()
+               if isinstance(d, dict) and not d.get("diagnostic")]
+    missing = [s for s in planned if s not in names and s not in failed]
+    if not missing:
+        return verdict
+    return replace(verdict, decided=False, strategy=None, informative=False, needed_items=None,
+                   reason=f"No results yet for {', '.join(f'`{s}`' for s in missing)}: the run has not finished (it "
+                          "was interrupted, or is still running); run the same `bench run` again to complete it.")
+
+
 def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[TaskAnalysis]:
     results = {}
     for s in run.strategies(task):
@@ -419,9 +432,10 @@ def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[T
     rated = {s: [m for m in ((halluc.get(s, {}).get("rates") or {}).keys() | support.get(s, {}).keys())
                  if m == "hallucination_rate" or SUPPORT_RE.search(m)] for s in names}
     verdict = verdict_of(results, volume, decision_settings(run.manifest), first.metric, first.higher_is_better)
+    verdict = unseen_arms(verdict, [c for s in names for c in run.cells_of(task, s)])
     return TaskAnalysis(
         task=task, metric=first.metric, higher_is_better=first.higher_is_better, results=results,
-        verdict=unseen_arms(verdict, [c for s in names for c in run.cells_of(task, s)]),
+        verdict=uncomputed_arms(verdict, run, names, failed),
         hallucination=halluc, support=support,
         rate_items={s: ri for s in names if rated[s] and (ri := rate_items(run, task, s, rated[s]))},
         forgetting=forgetting(run, task, names), strata={s: st for s in names if (st := strata(results[s], run, task))},

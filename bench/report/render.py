@@ -74,8 +74,11 @@ def render_markdown(run: Run, analyses: list[TaskAnalysis], decisions: dict[str,
     manifest, run_dir = run.manifest, run.folder
     prices = analyses[0].prices if analyses else {}
     volume = analyses[0].volume if analyses else 0
-    L = [f"# bench report: {manifest.get('run_id', run_dir.name)}", "", _model_line(run, analyses), "",
-         "## Decisions", ""]
+    L = [f"# bench report: {manifest.get('run_id', run_dir.name)}", "", _model_line(run, analyses), ""]
+    if not manifest.get("finished"):
+        L += ["**This run has not finished** (it was interrupted, or is still running): the report covers the cells "
+              "complete so far. Run the same `bench run` again to finish it; finished cells are reused.", ""]
+    L += ["## Decisions", ""]
     if not analyses:
         L += ["No task has a scored main metric in rows.jsonl: nothing to compare.", ""]
     language = _language_notes(run)

@@ -90,9 +90,11 @@ def run_rounds(grid: "Grid", budget_s: Optional[float]) -> list[dict]:
 
 
 def _record(grid: "Grid", rounds: list[dict]) -> None:
-    """The rounds so far go into the manifest: the report reads them to decide sequentially."""
+    """The rounds so far, and the cells failed so far, go into the manifest: the report reads them to decide
+    sequentially, and counts a failed arm as failed rather than as not computed yet."""
     manifest = read_json(grid.run_dir / MANIFEST)
     manifest["rounds"] = rounds
+    manifest["cells"] = {**(manifest.get("cells") or {}), "failed": dict(grid.errors)}
     atomic.write_json(grid.run_dir / MANIFEST, manifest)
 
 
