@@ -63,6 +63,16 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path):
                     "cannot write", "choose another --out")
 
 
+def test_a_model_that_cannot_load_is_refused_before_any_cell(tmp_path):
+    """Both used to fail in every cell (exit 1 and a report of failures) instead of one line up front."""
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("not a gguf")
+    _one_line_error(bench("run", "--model", str(bad), "--out", str(tmp_path / "r")), "not a GGUF file")
+    _one_line_error(bench("run", "--model", "no-such-org/no-such-model", "--out", str(tmp_path / "r")),
+                    "not in the local Hugging Face cache", "HF_HUB_OFFLINE=1")
+    assert not (tmp_path / "r").exists()
+
+
 def test_ls_lists_registries():
     res = bench("ls", "strategies")
     assert res.returncode == 0 and "self_consistency" in res.stdout

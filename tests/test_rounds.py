@@ -30,7 +30,7 @@ def _config(tmp_path, **kw):
                             for i in range(N)], meta={"metrics": ["exact_match"], "main_metric": "exact_match"})
     base = dict(tasks=(str(task),), strategies=("zero_shot", "few_shot"), model=str(tmp_path / "m.gguf"),
                 out=str(tmp_path / "results"), run_id="r", probes="none", until_decided=True, limit=10)
-    (tmp_path / "m.gguf").write_bytes(b"fake")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF fake")  # resolves as a GGUF; a FakePool answers
     return RunConfig().replace(**{**base, **kw})
 
 

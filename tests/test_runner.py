@@ -96,8 +96,8 @@ def test_killed_run_resumes_with_the_same_rows(task_dir, fake_gguf, tmp_path):
 
 def test_two_models_never_share_cache_entries(task_dir, tmp_path):
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
-    a.write_bytes(b"weights A")
-    b.write_bytes(b"weights B")
+    a.write_bytes(b"GGUF weights A")  # GGUF magic: they resolve as model files (a FakePool answers)
+    b.write_bytes(b"GGUF weights B")
     cache_dir = str(tmp_path / "cache")
     fa, fb = FakeBackend(model_id="sha-a"), FakeBackend(model_id="sha-b")
     run_grid(_config(task_dir, a, tmp_path, cache_dir=cache_dir, strategies=("zero_shot",), seeds=(0,)), progress=False,

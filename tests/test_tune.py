@@ -30,7 +30,7 @@ def test_tune_picks_the_setting_that_wins_on_validation_and_never_sees_test(tmp_
     fake = FakeBackend(answer=answer)
     cfg = RunConfig().replace(tasks=(str(_task(tmp_path)),), strategies=("few_shot",), model=str(tmp_path / "m.gguf"),
                               out=str(tmp_path / "r"), run_id="x", probes="none", tune=True, seeds=(0,))
-    (tmp_path / "m.gguf").write_bytes(b"fake")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF fake")  # resolves as a GGUF; a FakePool answers
     res = run_grid(cfg, progress=False, log=lambda m: None, pool=FakePool(fake))
     tuning = fake.prompts[: len(fake.prompts) - 6]  # the last six prompts are the test items
     assert len(tuning) >= 8 and all(int(re.findall(r"What is (\d+) plus", p)[-1]) < 40 for p in tuning)  # train only

@@ -109,6 +109,10 @@ def resolve_model(word: str, cache_dir: Path, endpoint: Optional[EndpointConfig]
     if p.is_file():
         if p.suffix != ".gguf":
             raise BenchError(f"--model {word}: a model file must be a .gguf; pass a GGUF file, a folder or an HF id")
+        with open(p, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise BenchError(f"--model {word}: not a GGUF file (it does not start with the GGUF magic bytes); "
+                                 "pass a complete .gguf file")
         return ModelSpec(p.stem, "gguf", path=p.resolve(), sha256=sha256_file(p))
     if p.is_dir():
         if not (p / "config.json").is_file():
@@ -119,6 +123,9 @@ def resolve_model(word: str, cache_dir: Path, endpoint: Optional[EndpointConfig]
         return ModelSpec(p.name, "hf", path=p.resolve(), sha256=sha256_dir(p))
     if "/" in word and not word.startswith((".", "/")) and word.count("/") == 1:
         # A hub id: identified by name (and revision if the user pins one with @rev).
+        if _offline_and_not_cached(word):
+            raise BenchError(f"--model {word}: not in the local Hugging Face cache, and the hub is off "
+                             "(HF_HUB_OFFLINE=1); download it where the hub is reachable, or pass a local folder")
         return ModelSpec(word, "hf", hf_id=word, sha256=sha256_json(["hf", word]))
     close = difflib.get_close_matches(word, list(PACKAGED), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
@@ -126,6 +133,17 @@ def resolve_model(word: str, cache_dir: Path, endpoint: Optional[EndpointConfig]
         f"--model {word}: unknown model; {hint}use a packaged name ({', '.join(PACKAGED)}), "
         f"a .gguf file, a local model folder, a Hugging Face id like org/name, or {PREFIX}NAME with --base-url"
     )
+
+
+def _offline_and_not_cached(hf_id: str) -> bool:
+    """The hub may not be asked (HF_HUB_OFFLINE) and the model's config.json is not in the local cache: loading
+    it would fail in every cell, so it is refused up front."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return False
+    repo, _, revision = hf_id.partition("@")
+    return not isinstance(try_to_load_from_cache(repo, "config.json", revision=revision or None), str)
 
 
 def endpoint_model(name: str, endpoint: EndpointConfig) -> ModelSpec:
