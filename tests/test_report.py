@@ -67,6 +67,7 @@ def test_floor_task_is_not_informative(run):
     rec = _rec(run)["ru_floor"]
     assert rec["strategy"] is None and rec["informative"] is False and rec["decided"] is False
     assert "not informative" in rec["reason"]
+    assert rec["flips"] == []  # not "no practical number of items would separate ...": items are not what is missing
 
 
 def test_report_markdown_sections_and_plots(run):
@@ -303,7 +304,7 @@ def test_a_run_killed_before_an_arm_was_computed_recommends_nothing(tmp_path):
     write_report(root, plots=False)
     rec = _rec(root)["facts"]
     assert rec["decided"] is False and rec["informative"] is False and rec["strategy"] is None
-    assert rec["reason"].startswith("No results yet for `lora`: the run has not finished")
+    assert rec["reason"].startswith("No results yet for `lora`: the run has not finished") and rec["flips"] == []
     md = (root / "report.md").read_text()
     assert "**This run has not finished**" in md and "**facts: no recommendation.** No results yet for `lora`" in md
     manifest["finished"] = "2026-01-01T00:00:00+0000"  # finished with zero_shot and rag only: rag is decided

@@ -120,6 +120,8 @@ def warnings(a: TaskAnalysis) -> list[str]:
 def flips(a: TaskAnalysis, pick: str, other: Optional[str]) -> list[str]:
     """What would change the choice, each computed from the same numbers."""
     v, res, out = a.verdict, a.results, []
+    if not v.informative:
+        return out  # no recommendation: its reason says what would change that, not more items or a margin
     if not v.decided:
         if v.needed_items:
             out.append(f"about {v.needed_items} test items would settle it (now {v.n_items}): "
