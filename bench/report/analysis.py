@@ -13,7 +13,6 @@ outcome classes, and rag against rag_oracle. Nothing is drawn or written here.
 
 from __future__ import annotations
 
-
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
@@ -396,10 +395,9 @@ def unseen_arms(verdict: rule.Verdict, cells: list) -> rule.Verdict:
     if not blind or len(blind) == len(cells):
         return verdict
     what = "; ".join(c.unscored for c in blind[:3]) + (f"; and {len(blind) - 3} more" if len(blind) > 3 else "")
-    return replace(
-        verdict, decided=False, strategy=None, informative=False, needed_items=None,
-        reason=f"Per-item scores of {len(blind)} cell(s) cannot be read ({what}), so the arms cannot all be "
-               "compared; delete those cell folders under cells/ and rerun the same `bench run` to recompute them.")
+    return _no_recommendation(verdict, f"Per-item scores of {len(blind)} cell(s) cannot be read ({what}), so the "
+                              "arms cannot all be compared; delete those cell folders under cells/ and rerun the "
+                              "same `bench run` to recompute them.")
 
 
 def uncomputed_arms(verdict: rule.Verdict, run: Run, names: list[str], failed: dict) -> rule.Verdict:
@@ -410,9 +408,14 @@ def uncomputed_arms(verdict: rule.Verdict, run: Run, names: list[str], failed: d
     missing = [s for s in planned if s not in names and s not in failed]
     if not missing:
         return verdict
-    return replace(verdict, decided=False, strategy=None, informative=False, needed_items=None,
-                   reason=f"No results yet for {', '.join(f'`{s}`' for s in missing)}: the run has not finished (it "
-                          "was interrupted, or is still running); run the same `bench run` again to complete it.")
+    return _no_recommendation(verdict, f"No results yet for {', '.join(f'`{s}`' for s in missing)}: the run has "
+                              "not finished (it was interrupted, or is still running); run the same `bench run` "
+                              "again to complete it.")
+
+
+def _no_recommendation(verdict: rule.Verdict, reason: str) -> rule.Verdict:
+    """The verdict withdrawn: not decided and not informative (no "need ~N items": items are not what is missing)."""
+    return replace(verdict, decided=False, strategy=None, informative=False, needed_items=None, reason=reason)
 
 
 def analyse_task(run: Run, task: str, prices: dict, volume: float) -> Optional[TaskAnalysis]:

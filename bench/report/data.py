@@ -131,6 +131,6 @@ def _scores(path: Path) -> tuple[list[dict], Optional[str]]:
         return [], f"{path.parent.name}/{SCORES} is missing"
     try:
         scores = read_jsonl(path)
-    except BenchError as e:
-        return [], str(e).split(";")[0].replace(str(path.parent.parent) + "/", "")
+    except BenchError:
+        return [], f"{path.parent.name}/{SCORES} is damaged"
     return scores, None if scores else f"{path.parent.name}/{SCORES} is empty"
