@@ -157,7 +157,7 @@ def test_claims_are_calibrated_by_simulation():
     assert power / sims >= 0.7  # the betting interval is valid at any n, so a little conservative (0.80 here)
 
 
-# -- slow: every study's quick variant, end to end ---------------------------------------------------------
+# -- slow: the studies' quick variants, end to end ------------------------------------------------------
 @pytest.mark.slow
 # known_answers' run is the default matrix (tested elsewhere); unknown_examples_confirm is unknown_examples'
 # spec on a fresh split (same arms, same code path: its spec is checked by the committed-specs test), and an
