@@ -91,6 +91,11 @@ class WordSet:
     def has(self, token: str) -> bool:
         return token in self.words or token.startswith(self.prefixes)
 
+    @property
+    def phrase_starts(self) -> frozenset[str]:
+        """The words a phrase of this set can start with (a phrase's first word matches whole)."""
+        return frozenset(self._by_first)
+
     def phrase_at(self, tokens: Sequence[str], i: int) -> int:
         """Length of the phrase of this set that starts at tokens[i], else 0."""
         for ph in self._by_first.get(tokens[i], ()):
@@ -235,7 +240,7 @@ def _content(tokens: list[str], language: str) -> list[tuple[str, str]]:
 @lru_cache(maxsize=None)
 def _side_phrase_starts() -> frozenset[str]:
     """First words of the side phrases ("left sided", "с обеих сторон"): only these tokens can start one."""
-    return frozenset(word for _, ws in lexicon().sides for word in ws._by_first)
+    return frozenset().union(*(ws.phrase_starts for _, ws in lexicon().sides))
 
 
 @lru_cache(maxsize=200_000)

@@ -42,9 +42,9 @@ def serving_dtype(info: Optional[CpuInfo] = None) -> str:
     and decodes batches faster, and on a Zen 3 EPYC with AVX2 only it is still the fastest of f32, f16,
     bf16, q8_0 and Q4_1 at 64-sequence decode and prompt processing (benchmarks/formats.py,
     docs/performance.md). Without AVX2 nothing is fast and the smaller q8_0 costs the least memory
-    bandwidth. bf16 is faster still on CPUs with AVX-512 BF16 (measured: 17 % less wall time for a whole zero-shot run) but rounds the fp32 weights
-    (39 of 40 greedy answers equal to f32's, f16 40 of 40), so it is an option (`serve_format: bf16`),
-    never the automatic choice: a verdict must not move with the serving precision.
+    bandwidth. bf16 is faster still on CPUs with AVX-512 BF16 (measured: 17 % less wall time for a whole
+    zero-shot run) but rounds the fp32 weights (39 of 40 greedy answers equal to f32's, f16 40 of 40), so
+    it is an option (`serve_format: bf16`), never the automatic choice: a verdict must not move with the serving precision.
     """
     return DEFAULT_FORMAT if (info or cpu_info()).fast_f16 else "q8_0"
 
